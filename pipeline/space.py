@@ -1,0 +1,60 @@
+"""Search-space entries of an experiment -> the nested Ray Tune param space a trial receives."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ray import tune
+
+from pipeline.config import LR_RANGE, Experiment, set_path
+
+
+def to_domain(spec: Any, lr_bounds: tuple[float, float] | None = None) -> Any:
+    """One validated space entry -> a Ray Tune domain (grid entries -> tune.grid_search)."""
+    if spec == LR_RANGE:
+        if lr_bounds is None:
+            raise ValueError("train.lr: lr_range needs lr_range_test.enabled: true")
+        return tune.loguniform(*lr_bounds)
+    (kind, args), = spec.items()
+    if kind == "loguniform":
+        return tune.loguniform(*args)
+    if kind == "uniform":
+        return tune.uniform(*args)
+    if kind in ("randint", "int"):
+        return tune.randint(int(args[0]), int(args[1]) + 1)  # both ends inclusive for users
+    if kind == "choice":
+        return tune.choice(args)
+    return tune.grid_search(args)
+
+
+def to_tune(exp: Experiment, lr_bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The trial config with every searched field replaced by its domain."""
+    space = copy.deepcopy(exp.trial_config())
+    for path, spec in exp.search.space.items():
+        set_path(space, path, to_domain(spec, lr_bounds))
+    return space
+
+
+def searched_paths(exp: Experiment) -> list[str]:
+    """Dotted paths of the searched fields, in the order the experiment lists them."""
+    return list(exp.search.space)
+
+
+def get_path(tree: dict[str, Any], path: str) -> Any:
+    """`tree[a][b]` for `a.b`; params keys may hold dots."""
+    head, _, rest = path.partition(".")
+    if head == "params" or not rest:
+        return tree[head][rest] if rest else tree[head]
+    return get_path(tree[head], rest)
+
+
+def points_to_configs(exp: Experiment) -> list[dict[str, Any]]:
+    """points_to_evaluate (dotted paths) -> nested partial configs, as Ray's searchers take."""
+    configs = []
+    for point in exp.search.points_to_evaluate:
+        nested: dict[str, Any] = {}
+        for path, value in point.items():
+            if path != "_result":
+                set_path(nested, path, value)
+        configs.append(nested)
+    return configs

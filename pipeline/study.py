@@ -1,0 +1,206 @@
+"""The only orchestration: data, MLflow, Ray, the LR stage, the Tuner, the sweep's summary.
+
+Everything is checked before Ray starts where it can be (config, data, trainable, tracking), so
+bad input costs seconds and leaves nothing behind.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, Searcher, SearchAlgorithm
+
+from pipeline import data as datasets
+from pipeline import report, tracking
+from pipeline.config import LR_RANGE, ConfigError, Experiment
+from pipeline.space import points_to_configs, to_tune
+from pipeline.trainable import train_trial
+
+SWEEP_TAG = "pipeline.sweep"
+
+
+class NothingToResume(ConfigError):
+    """--resume found no earlier sweep of this experiment."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Names one sweep: its Ray Tune folder and its parent MLflow run."""
+
+    name: str
+    storage_path: str
+    parent_run_id: str | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+
+def _storage_path(exp: Experiment) -> str:
+    path = exp.storage.path
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def locate(exp: Experiment, store: tracking.Store, resume: bool) -> Sweep:
+    """A new sweep, or (with resume) the latest one of this experiment with its parent run."""
+    if not resume:
+        return Sweep(f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}", _storage_path(exp))
+    runs = store.client.search_runs(
+        [store.experiment_id], f"tags.`{SWEEP_TAG}` LIKE '{exp.name}-%'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
+    run = runs[0]
+    sweep = Sweep(run.data.tags[SWEEP_TAG], run.data.tags["storage_path"], run.info.run_id)
+    if not tune.Tuner.can_restore(sweep.path):
+        raise NothingToResume(f"--resume: no Ray Tune state at {sweep.path}")
+    return sweep
+
+
+def init_ray(exp: Experiment) -> None:
+    """Join RAY_ADDRESS / cluster.address when given, else start a local Ray."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = exp.cluster.address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+                 # workers import the user's trainable module from where the driver runs
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                     filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}})
+
+
+def check_resources(exp: Experiment) -> None:
+    """Refuse a per-trial request that no node of the cluster could ever satisfy."""
+    need = {"CPU": exp.resources.cpu, "GPU": exp.resources.gpu}
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in nodes):
+        return
+    biggest = {k: max(node.get(k, 0) for node in nodes) for k in need}
+    raise ConfigError(f"resources: no node can run a trial needing cpu={need['CPU']:g}, "
+                      f"gpu={need['GPU']:g} (largest node: cpu={biggest['CPU']:g}, "
+                      f"gpu={biggest['GPU']:g})")
+
+
+def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
+    if exp.trainable is None:
+        fn = tune.with_parameters(train_trial, exp=exp, data=data)
+    else:
+        module, _, attr = exp.trainable.partition(":")
+        fn = getattr(importlib.import_module(module), attr)
+    return tune.with_resources(fn, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
+
+
+def make_search(exp: Experiment, space: dict[str, Any]) -> tuple[SearchAlgorithm | Searcher,
+                                                                  dict[str, Any]]:
+    """The search algorithm, and the param space Tune gets alongside it."""
+    s = exp.search
+    if s.searcher == "bayes":
+        from pipeline.skopt_search import SkoptSearch
+
+        searcher = SkoptSearch(space=space, options=s.bayes, metric=s.metric, mode=s.mode,
+                               seed=exp.seed, points_to_evaluate=s.points_to_evaluate,
+                               max_concurrent=s.max_concurrent)
+        return searcher, {}
+    return BasicVariantGenerator(points_to_evaluate=points_to_configs(exp) or None,
+                                 random_state=exp.seed), space
+
+
+def make_scheduler(exp: Experiment) -> TrialScheduler:
+    if exp.search.scheduler == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=exp.train.epochs,
+                             grace_period=exp.search.asha.grace_period,
+                             reduction_factor=exp.search.asha.reduction_factor)
+    return FIFOScheduler()
+
+
+def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
+             parent_run_id: str) -> tuple[Experiment, tuple[float, float] | None]:
+    """Run the LR range test on a worker with a trial's resources; apply what it suggests."""
+    from pipeline import lr_range
+
+    task = ray.remote(num_cpus=exp.resources.cpu, num_gpus=exp.resources.gpu)(
+        lr_range.range_test)
+    curve = ray.get(task.remote(exp, data))
+    suggestion = lr_range.suggest(curve)
+    report.log_lr_range(store, parent_run_id, curve, suggestion)
+    if exp.search.space.get("train.lr") == LR_RANGE:
+        bounds = lr_range.search_bounds(suggestion, curve)
+        tracking.log_metrics(store, parent_run_id, {"lr_range_low": bounds[0],
+                                                    "lr_range_high": bounds[1]})
+        print(f"LR range test: searching train.lr in [{bounds[0]:.3g}, {bounds[1]:.3g}]")
+        return exp, bounds
+    if suggestion.lr is not None and "train.lr" not in exp.search.space:
+        print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
+        return exp.with_values({"train.lr": suggestion.lr}), None
+    return exp, None
+
+
+def stored_lr_bounds(store: tracking.Store, run_id: str) -> tuple[float, float] | None:
+    metrics = store.client.get_run(run_id).data.metrics
+    if "lr_range_low" in metrics:
+        return metrics["lr_range_low"], metrics["lr_range_high"]
+    return None
+
+
+def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
+           lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
+    if resume:
+        return tune.Tuner.restore(sweep.path, trainable, resume_unfinished=True,
+                                  resume_errored=True)
+    s = exp.search
+    search_alg, param_space = make_search(exp, to_tune(exp, lr_bounds))
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=s.metric, mode=s.mode, num_samples=s.num_samples, search_alg=search_alg,
+            scheduler=make_scheduler(exp), max_concurrent_trials=s.max_concurrent,
+            # a fresh actor per trial costs ~2 s here (BASELINES.md); reuse them
+            reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=sweep.name, storage_path=sweep.storage_path, callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=s.metric,
+                checkpoint_score_order=s.mode),
+            verbose=1),
+    )
+
+
+def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> report.Outcome:
+    """Run (or resume) one sweep end to end and return its summary."""
+    data = datasets.load(exp.data, exp.seed) if exp.trainable is None else None
+    store = tracking.connect(exp)
+    sweep = locate(exp, store, resume)
+    init_ray(exp)
+    check_resources(exp)
+    lr_bounds = None
+    if sweep.parent_run_id is None:
+        parent = tracking.open_sweep(store, exp, sweep.name, exp_file)
+        store.client.set_tag(parent, SWEEP_TAG, sweep.name)
+        store.client.set_tag(parent, "storage_path", sweep.storage_path)
+        sweep = Sweep(sweep.name, sweep.storage_path, parent)
+        if exp.lr_range_test.enabled and data is not None:
+            exp, lr_bounds = lr_stage(exp, data, store, parent)
+    else:
+        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
+        store.client.update_run(sweep.parent_run_id, status="RUNNING")
+    print(f"Sweep {sweep.name}: {exp.search.searcher} search, {exp.search.num_samples} "
+          f"trial(s), results in {sweep.path}")
+    logger = tracking.SweepLogger(store, sweep.parent_run_id)
+    tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger], lr_bounds, resume)
+    try:
+        results = tuner.fit()
+    except BaseException:
+        tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
+        raise
+    outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results)
+    tracking.close_sweep(store, sweep.parent_run_id,
+                         "FINISHED" if outcome.best_config is not None else "FAILED")
+    return outcome

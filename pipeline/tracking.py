@@ -1,0 +1,194 @@
+"""All MLflow calls: the experiment, one parent run per sweep, one child run per trial.
+
+Experiment ids are resolved explicitly and passed around: `mlflow.set_experiment` exports
+MLFLOW_EXPERIMENT_ID, which Ray's helpers read before their own arguments (ENVIRONMENT.md).
+Child runs are found again by their `trial_id` tag, so a resumed sweep continues the same runs
+instead of opening duplicates.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from pipeline.config import ConfigError, Experiment
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+PARENT_TAG = "mlflow.parentRunId"
+# What Ray adds to every result; the rest is what the trainable reported.
+RAY_RESULT_KEYS = {
+    "timestamp", "pid", "training_iteration", "iterations_since_restore", "done",
+    "time_since_restore", "time_this_iter_s", "time_total_s", "trial_id", "date", "hostname",
+    "node_ip", "config", "checkpoint_dir_name", "should_checkpoint", "experiment_tag",
+}
+PLACEMENT_KEYS = ("node_id", "gpu_ids", "device", "node_ip")
+SECRET_NAME = re.compile(r"(secret|password|passwd|token|api_?key|access_?key|credential)", re.I)
+
+
+def resolve_uri(exp: Experiment) -> str:
+    return exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail before any trial runs when a tracking server does not answer its health check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
+            if reply.status == 200:
+                return
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(f"tracking.uri: cannot reach MLflow at {uri} ({reason})") from None
+    raise ConfigError(f"tracking.uri: MLflow at {uri} is not healthy")
+
+
+@dataclass(frozen=True)
+class Store:
+    """A tracking store and the MLflow experiment this sweep logs into."""
+
+    uri: str
+    experiment_id: str
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri)
+
+
+def connect(exp: Experiment) -> Store:
+    """Check the store and get (or create) the experiment by name."""
+    uri = resolve_uri(exp)
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    name = exp.tracking.experiment or exp.name
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return Store(uri, found.experiment_id)
+    # A local SQLite store would put artifacts under ./mlruns, which MLflow 3 refuses to read
+    # as a file store; keep them in ./mlartifacts as the docs and `make ui` expect.
+    location = None
+    if uri.startswith("sqlite:"):
+        location = (Path("mlartifacts") / name).resolve().as_uri()
+    return Store(uri, client.create_experiment(name, artifact_location=location))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"a.b": value}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def safe_params(config: dict[str, Any]) -> list[Param]:
+    """Flattened params with anything named like a secret left out."""
+    return [Param(key, str(value)[:6000]) for key, value in flatten(config).items()
+            if not SECRET_NAME.search(key)]
+
+
+def log_params(client: MlflowClient, run_id: str, params: list[Param]) -> None:
+    for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run_id, params=params[start:start + 100])
+
+
+def result_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric values a trainable reported, without Ray's own bookkeeping."""
+    return {key: float(value) for key, value in result.items()
+            if key not in RAY_RESULT_KEYS and isinstance(value, (int, float))
+            and not isinstance(value, bool)}
+
+
+def open_sweep(store: Store, exp: Experiment, sweep_name: str, exp_file: Path | None) -> str:
+    """Create the parent run holding the experiment file and fixed config."""
+    client = store.client
+    run = client.create_run(store.experiment_id, run_name=sweep_name,
+                            tags={"sweep": sweep_name, "searcher": exp.search.searcher})
+    log_params(client, run.info.run_id, safe_params(exp.model_dump(mode="json")))
+    if exp_file is not None:
+        client.log_artifact(run.info.run_id, str(exp_file))
+    return run.info.run_id
+
+
+class SweepLogger(tune.Callback):
+    """Ray Tune callback: a child run per trial, every reported metric per epoch."""
+
+    def __init__(self, store: Store, parent_run_id: str):
+        self.store = store
+        self.parent_run_id = parent_run_id
+        self.client = store.client
+        self.run_ids: dict[str, str] = self._existing_children()
+
+    def _existing_children(self) -> dict[str, str]:
+        runs = self.client.search_runs([self.store.experiment_id],
+                                       f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+                                       max_results=10_000)
+        return {r.data.tags["trial_id"]: r.info.run_id for r in runs if "trial_id" in r.data.tags}
+
+    def run_id(self, trial: Any) -> str:
+        if trial.trial_id not in self.run_ids:
+            run = self.client.create_run(
+                self.store.experiment_id, run_name=str(trial),
+                tags={PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id})
+            log_params(self.client, run.info.run_id, safe_params(trial.config))
+            self.run_ids[trial.trial_id] = run.info.run_id
+        return self.run_ids[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        self.client.update_run(run_id, status="RUNNING")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        step, now_ms = int(result.get("training_iteration", 0)), int(time.time() * 1000)
+        metrics = [Metric(key, value, now_ms, step) for key, value in result_metrics(result).items()
+                   if math.isfinite(value) or key == "train_loss"]
+        tags = [RunTag(key, str(result[key])) for key in PLACEMENT_KEYS
+                if key in result and step <= 1]
+        self.client.log_batch(self.run_id(trial), metrics=metrics, tags=tags)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.client.set_terminated(self.run_id(trial), status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        message = (trial.error_file and _last_line(trial.error_file)) or "trial failed"
+        self.client.set_tag(run_id, "error", message[:5000])
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+def _last_line(path: str) -> str:
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def log_files(store: Store, run_id: str, paths: Iterable[Path], folder: str | None = None) -> None:
+    for path in paths:
+        store.client.log_artifact(run_id, str(path), folder)
+
+
+def log_metrics(store: Store, run_id: str, values: dict[str, float]) -> None:
+    now_ms = int(time.time() * 1000)
+    store.client.log_batch(run_id, metrics=[Metric(k, float(v), now_ms, 0)
+                                            for k, v in values.items()])
+
+
+def close_sweep(store: Store, run_id: str, status: str = "FINISHED") -> None:
+    store.client.set_terminated(run_id, status=status)
