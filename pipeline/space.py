@@ -35,9 +35,13 @@ def to_tune(exp: Experiment, lr_bounds: tuple[float, float] | None = None) -> di
     return space
 
 
-def searched_paths(exp: Experiment) -> list[str]:
-    """Dotted paths of the searched fields, in the order the experiment lists them."""
-    return list(exp.search.space)
+def grid_size(exp: Experiment) -> int:
+    """Cells of the grid that `grid:` entries span (1 without any)."""
+    size = 1
+    for spec in exp.search.space.values():
+        if isinstance(spec, dict) and "grid" in spec:
+            size *= len(spec["grid"])
+    return size
 
 
 def get_path(tree: dict[str, Any], path: str) -> Any:

@@ -20,7 +20,8 @@ from ray.tune.search import BasicVariantGenerator, Searcher, SearchAlgorithm
 from pipeline import data as datasets
 from pipeline import report, tracking
 from pipeline.config import LR_RANGE, ConfigError, Experiment
-from pipeline.space import points_to_configs, to_tune
+from pipeline.progress import Progress
+from pipeline.space import grid_size, points_to_configs, to_tune
 from pipeline.trainable import train_trial
 
 SWEEP_TAG = "pipeline.sweep"
@@ -151,6 +152,8 @@ def stored_lr_bounds(store: tracking.Store, run_id: str) -> tuple[float, float] 
 def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
            lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
     if resume:
+        # The callbacks come back with the pickled run config; SweepLogger.setup finds the
+        # child runs again.
         return tune.Tuner.restore(sweep.path, trainable, resume_unfinished=True,
                                   resume_errored=True)
     s = exp.search
@@ -169,37 +172,57 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=s.metric,
                 checkpoint_score_order=s.mode),
-            verbose=1),
+            verbose=0),  # pipeline.progress prints instead
     )
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the sweep (Tune saved its state first); --resume continues it."""
+
+
+def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path | None,
+           data: datasets.Tensors | None) -> tuple[Experiment, Sweep, tuple[float, float] | None]:
+    """A new sweep's parent run and LR stage; a resumed sweep's parent marked running again."""
+    if sweep.parent_run_id is not None:
+        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
+        store.client.update_run(sweep.parent_run_id, status="RUNNING")
+        return exp, sweep, None
+    parent = tracking.open_sweep(store, exp, sweep.name, exp_file)
+    store.client.set_tag(parent, SWEEP_TAG, sweep.name)
+    store.client.set_tag(parent, "storage_path", sweep.storage_path)
+    sweep = Sweep(sweep.name, sweep.storage_path, parent)
+    if exp.lr_range_test.enabled and data is not None:
+        exp, lr_bounds = lr_stage(exp, data, store, parent)
+        return exp, sweep, lr_bounds
+    return exp, sweep, None
 
 
 def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> report.Outcome:
     """Run (or resume) one sweep end to end and return its summary."""
+    # Cheap checks first: nothing is written and no run is opened until they all pass.
     data = datasets.load(exp.data, exp.seed) if exp.trainable is None else None
-    store = tracking.connect(exp)
-    sweep = locate(exp, store, resume)
+    tracking.check_reachable(tracking.resolve_uri(exp))
     init_ray(exp)
     check_resources(exp)
-    lr_bounds = None
-    if sweep.parent_run_id is None:
-        parent = tracking.open_sweep(store, exp, sweep.name, exp_file)
-        store.client.set_tag(parent, SWEEP_TAG, sweep.name)
-        store.client.set_tag(parent, "storage_path", sweep.storage_path)
-        sweep = Sweep(sweep.name, sweep.storage_path, parent)
-        if exp.lr_range_test.enabled and data is not None:
-            exp, lr_bounds = lr_stage(exp, data, store, parent)
-    else:
-        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
-        store.client.update_run(sweep.parent_run_id, status="RUNNING")
+    store = tracking.connect(exp)
+    sweep = locate(exp, store, resume)
+    exp, sweep, lr_bounds = _start(exp, store, sweep, exp_file, data)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {exp.search.num_samples} "
           f"trial(s), results in {sweep.path}")
     logger = tracking.SweepLogger(store, sweep.parent_run_id)
-    tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger], lr_bounds, resume)
+    progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space),
+                        exp.search.num_samples * grid_size(exp))
+    tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger, progress], lr_bounds, resume)
     try:
         results = tuner.fit()
     except BaseException:
-        tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
+        tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
         raise
+    unfinished = len(results) - results.num_terminated - results.num_errors
+    if unfinished:
+        tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
+        raise Interrupted(f"sweep {sweep.name} stopped with {unfinished} trial(s) unfinished; "
+                          "continue it with --resume")
     outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")

@@ -7,13 +7,13 @@ instead of opening duplicates.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,59 +124,115 @@ def open_sweep(store: Store, exp: Experiment, sweep_name: str, exp_file: Path | 
     return run.info.run_id
 
 
-class SweepLogger(tune.Callback):
-    """Ray Tune callback: a child run per trial, every reported metric per epoch."""
+def last_error_line(trial: Any) -> str:
+    """The last line of a failed trial's traceback: the exception and its message."""
+    try:
+        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return "trial failed"
+    return lines[-1] if lines else "trial failed"
 
-    def __init__(self, store: Store, parent_run_id: str):
+
+class SweepLogger(tune.Callback):
+    """Ray Tune callback: a child run per trial, every reported metric per epoch.
+
+    Calls are queued and sent in order; when the tracking server is down they stay queued and
+    are retried at every later event and at the end, so an outage loses nothing.
+    """
+
+    def __init__(self, store: Store, parent_run_id: str, flush_timeout_s: float = 120.0):
         self.store = store
         self.parent_run_id = parent_run_id
-        self.client = store.client
-        self.run_ids: dict[str, str] = self._existing_children()
+        self.flush_timeout_s = flush_timeout_s
+        self.run_ids: dict[str, str] = {}
+        self._queue: deque[Callable[[MlflowClient], None]] = deque()
+        self._client: MlflowClient | None = None
 
-    def _existing_children(self) -> dict[str, str]:
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles callbacks with the experiment state; the client and queue stay behind.
+        return {**self.__dict__, "_client": None, "_queue": deque(), "run_ids": {}}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = self.store.client
+        return self._client
+
+    def setup(self, **info: Any) -> None:
+        """Find the child runs of a resumed sweep, so its trials continue them."""
         runs = self.client.search_runs([self.store.experiment_id],
                                        f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
                                        max_results=10_000)
-        return {r.data.tags["trial_id"]: r.info.run_id for r in runs if "trial_id" in r.data.tags}
+        self.run_ids = {r.data.tags["trial_id"]: r.info.run_id
+                        for r in runs if "trial_id" in r.data.tags}
 
-    def run_id(self, trial: Any) -> str:
-        if trial.trial_id not in self.run_ids:
-            run = self.client.create_run(
-                self.store.experiment_id, run_name=str(trial),
-                tags={PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id})
-            log_params(self.client, run.info.run_id, safe_params(trial.config))
-            self.run_ids[trial.trial_id] = run.info.run_id
-        return self.run_ids[trial.trial_id]
+    def _send(self, action: Callable[[MlflowClient], None]) -> None:
+        self._queue.append(action)
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send what is queued, in order; False (and keep the rest) while MLflow is down."""
+        while self._queue:
+            try:
+                self._queue[0](self.client)
+            except Exception as error:  # MLflow raises several types for a dead server
+                if len(self._queue) == 1 or len(self._queue) % 50 == 0:
+                    print(f"MLflow unreachable ({type(error).__name__}); "
+                          f"{len(self._queue)} update(s) queued", flush=True)
+                return False
+            self._queue.popleft()
+        return True
+
+    def _create(self, trial: Any) -> Callable[[MlflowClient], None]:
+        trial_id, name, config = trial.trial_id, str(trial), dict(trial.config)
+
+        def create(client: MlflowClient) -> None:
+            if trial_id not in self.run_ids:
+                run = client.create_run(self.store.experiment_id, run_name=name,
+                                        tags={PARENT_TAG: self.parent_run_id,
+                                              "trial_id": trial_id})
+                log_params(client, run.info.run_id, safe_params(config))
+                self.run_ids[trial_id] = run.info.run_id
+            client.update_run(self.run_ids[trial_id], status="RUNNING")
+        return create
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.run_id(trial)
-        self.client.update_run(run_id, status="RUNNING")
+        self._send(self._create(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         step, now_ms = int(result.get("training_iteration", 0)), int(time.time() * 1000)
-        metrics = [Metric(key, value, now_ms, step) for key, value in result_metrics(result).items()
-                   if math.isfinite(value) or key == "train_loss"]
-        tags = [RunTag(key, str(result[key])) for key in PLACEMENT_KEYS
-                if key in result and step <= 1]
-        self.client.log_batch(self.run_id(trial), metrics=metrics, tags=tags)
+        metrics = [Metric(key, value, now_ms, step)
+                   for key, value in result_metrics(result).items()]
+        tags = [RunTag(key, str(result[key])) for key in PLACEMENT_KEYS if key in result]
+        trial_id = trial.trial_id
+        self._send(lambda c: c.log_batch(self.run_ids[trial_id], metrics=metrics, tags=tags))
+
+    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+        trial_id = trial.trial_id
+
+        def end(client: MlflowClient) -> None:
+            if error is not None:
+                client.set_tag(self.run_ids[trial_id], "error", error[:5000])
+            client.set_terminated(self.run_ids[trial_id], status=status)
+        self._send(end)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.client.set_terminated(self.run_id(trial), status="FINISHED")
+        self._end(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.run_id(trial)
-        message = (trial.error_file and _last_line(trial.error_file)) or "trial failed"
-        self.client.set_tag(run_id, "error", message[:5000])
-        self.client.set_terminated(run_id, status="FAILED")
+        self._end(trial, "FAILED", last_error_line(trial))
 
-
-def _last_line(path: str) -> str:
-    try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Mark trials that were stopped midway (Ctrl-C) KILLED; wait out an MLflow outage."""
+        for trial in trials:
+            if trial.status not in ("TERMINATED", "ERROR") and trial.trial_id in self.run_ids:
+                self._end(trial, "KILLED")
+        deadline = time.monotonic() + self.flush_timeout_s
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(2.0)
+        if self._queue:
+            print(f"MLflow still unreachable: {len(self._queue)} update(s) lost", flush=True)
 
 
 def log_files(store: Store, run_id: str, paths: Iterable[Path], folder: str | None = None) -> None:
