@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as error:  # also study.Interrupted
-        print(f"interrupted: {error or 'continue the sweep with --resume'}", file=sys.stderr)
+        print(f"interrupted: {str(error) or 'continue the sweep with --resume'}", file=sys.stderr)
         return 130
     except Exception as error:  # a run-time failure: one line, the traceback is in Ray's logs
         print(f"failed: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)

@@ -117,7 +117,12 @@ class Bayes(_Strict):
     """Exploration weight of LCB."""
     noise: Literal["gaussian"] | float = 1e-10
     """GP noise: a tiny fixed value suits deterministic objectives, "gaussian" fits it."""
-    acq_optimizer: Literal["auto", "sampling", "lbfgs"] = "lbfgs"
+    gp_restarts: int = Field(2, ge=0)
+    """Random restarts of the GP's kernel hyperparameter fit (skopt's default)."""
+    acq_optimizer: Literal["sampling", "lbfgs"] = "lbfgs"
+    """How the acquisition is minimised over the space; trees always use `sampling`."""
+    n_points: int = Field(2000, ge=10)
+    """Random candidates the acquisition is evaluated at (the best seed L-BFGS)."""
     n_restarts_optimizer: int = Field(5, ge=1)
     """L-BFGS restarts of the acquisition optimiser."""
 
@@ -172,12 +177,24 @@ class Tracking(_Strict):
 
 class Storage(_Strict):
     path: str = "ray_results"
-    """Where Ray Tune keeps results and checkpoints: a folder or s3://bucket/prefix."""
+    """Where Ray Tune keeps results and checkpoints: a folder or s3://bucket/prefix. With
+    s3:// the MLflow artifacts of a local store go there too, under `mlartifacts/`."""
+
+    @field_validator("path")
+    @classmethod
+    def _s3_bucket(cls, path: str) -> str:
+        if path.startswith("s3://") and len(path[5:].split("/")[0]) < 3:
+            raise ValueError(f"{path!r} names no bucket (expected s3://bucket/prefix)")
+        return path
 
 
 class Cluster(_Strict):
     address: str | None = None
     """Ray address to join; null: RAY_ADDRESS, else a local Ray."""
+    autoscaler_config: Path | None = None
+    """The cluster's autoscaler YAML (e.g. cluster/aws.yaml), read to learn which node types
+    it can add; null: ~/ray_bootstrap_config.yaml when it exists (where `ray up` leaves it on
+    the head). Only used when joining a cluster."""
 
 
 class Experiment(_Strict):

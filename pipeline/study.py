@@ -15,10 +15,10 @@ from typing import Any, Callable
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import BasicVariantGenerator, Searcher, SearchAlgorithm
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher, SearchAlgorithm
 
+from pipeline import cluster, report, storage, tracking
 from pipeline import data as datasets
-from pipeline import report, tracking
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.progress import Progress
 from pipeline.space import grid_size, points_to_configs, to_tune
@@ -60,7 +60,7 @@ def locate(exp: Experiment, store: tracking.Store, resume: bool) -> Sweep:
         raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
     run = runs[0]
     sweep = Sweep(run.data.tags[SWEEP_TAG], run.data.tags["storage_path"], run.info.run_id)
-    if not tune.Tuner.can_restore(sweep.path):
+    if not tune.Tuner.can_restore(*storage.tune_location(sweep.path)):
         raise NothingToResume(f"--resume: no Ray Tune state at {sweep.path}")
     return sweep
 
@@ -68,24 +68,12 @@ def locate(exp: Experiment, store: tracking.Store, resume: bool) -> Sweep:
 def init_ray(exp: Experiment) -> None:
     """Join RAY_ADDRESS / cluster.address when given, else start a local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = exp.cluster.address or os.environ.get("RAY_ADDRESS")
+    # Keeping only the best checkpoint forces a state snapshot per epoch; that is cheap here
+    # and the warning about it would repeat every few seconds.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
-                 # workers import the user's trainable module from where the driver runs
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                     filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}})
-
-
-def check_resources(exp: Experiment) -> None:
-    """Refuse a per-trial request that no node of the cluster could ever satisfy."""
-    need = {"CPU": exp.resources.cpu, "GPU": exp.resources.gpu}
-    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in nodes):
-        return
-    biggest = {k: max(node.get(k, 0) for node in nodes) for k in need}
-    raise ConfigError(f"resources: no node can run a trial needing cpu={need['CPU']:g}, "
-                      f"gpu={need['GPU']:g} (largest node: cpu={biggest['CPU']:g}, "
-                      f"gpu={biggest['GPU']:g})")
+        ray.init(address=cluster.address(exp), include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": cluster.worker_env(exp)})
 
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
@@ -107,9 +95,11 @@ def make_search(exp: Experiment, space: dict[str, Any]) -> tuple[SearchAlgorithm
         searcher = SkoptSearch(space=space, options=s.bayes, metric=s.metric, mode=s.mode,
                                seed=exp.seed, points_to_evaluate=s.points_to_evaluate,
                                max_concurrent=s.max_concurrent)
-        return searcher, {}
+        # The limiter keeps Tune from asking for more than k points; the searcher itself
+        # accounts for the ones pending.
+        return ConcurrencyLimiter(searcher, s.max_concurrent), {}
     return BasicVariantGenerator(points_to_evaluate=points_to_configs(exp) or None,
-                                 random_state=exp.seed), space
+                                 max_concurrent=s.max_concurrent, random_state=exp.seed), space
 
 
 def make_scheduler(exp: Experiment) -> TrialScheduler:
@@ -154,20 +144,23 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
     if resume:
         # The callbacks come back with the pickled run config; SweepLogger.setup finds the
         # child runs again.
-        return tune.Tuner.restore(sweep.path, trainable, resume_unfinished=True,
-                                  resume_errored=True)
+        path, filesystem = storage.tune_location(sweep.path)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                  resume_errored=True, storage_filesystem=filesystem)
     s = exp.search
+    storage_path, filesystem = storage.tune_location(sweep.storage_path)
     search_alg, param_space = make_search(exp, to_tune(exp, lr_bounds))
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, num_samples=s.num_samples, search_alg=search_alg,
-            scheduler=make_scheduler(exp), max_concurrent_trials=s.max_concurrent,
+            scheduler=make_scheduler(exp),
             # a fresh actor per trial costs ~2 s here (BASELINES.md); reuse them
             reuse_actors=True),
         run_config=tune.RunConfig(
-            name=sweep.name, storage_path=sweep.storage_path, callbacks=callbacks,
+            name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=s.metric,
@@ -201,9 +194,11 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> 
     """Run (or resume) one sweep end to end and return its summary."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
     data = datasets.load(exp.data, exp.seed) if exp.trainable is None else None
+    cluster.check_tracking(exp, tracking.resolve_uri(exp))
+    storage.check(exp.storage.path)
     tracking.check_reachable(tracking.resolve_uri(exp))
     init_ray(exp)
-    check_resources(exp)
+    cluster.check_resources(exp)
     store = tracking.connect(exp)
     sweep = locate(exp, store, resume)
     exp, sweep, lr_bounds = _start(exp, store, sweep, exp_file, data)
@@ -218,7 +213,9 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> 
     except BaseException:
         tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
         raise
-    unfinished = len(results) - results.num_terminated - results.num_errors
+    # An interrupted trial ends TERMINATED too; only a finished or early-stopped one has
+    # `done` set in its last result.
+    unfinished = sum(1 for r in results if r.error is None and not r.metrics.get("done"))
     if unfinished:
         tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
         raise Interrupted(f"sweep {sweep.name} stopped with {unfinished} trial(s) unfinished; "

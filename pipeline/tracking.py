@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from pipeline import storage
 from pipeline.config import ConfigError, Experiment
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -37,7 +38,13 @@ SECRET_NAME = re.compile(r"(secret|password|passwd|token|api_?key|access_?key|cr
 
 
 def resolve_uri(exp: Experiment) -> str:
-    return exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    """The tracking URI, with a relative SQLite path made absolute (MLflow caches one engine
+    per URI string, so a relative one would follow the first working folder of a process)."""
+    uri = exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -79,7 +86,8 @@ def connect(exp: Experiment) -> Store:
     # as a file store; keep them in ./mlartifacts as the docs and `make ui` expect.
     location = None
     if uri.startswith("sqlite:"):
-        location = (Path("mlartifacts") / name).resolve().as_uri()
+        location = (storage.mlflow_artifact_location(exp.storage.path, name)
+                    or (Path("mlartifacts") / name).resolve().as_uri())
     return Store(uri, client.create_experiment(name, artifact_location=location))
 
 
@@ -226,7 +234,8 @@ class SweepLogger(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Mark trials that were stopped midway (Ctrl-C) KILLED; wait out an MLflow outage."""
         for trial in trials:
-            if trial.status not in ("TERMINATED", "ERROR") and trial.trial_id in self.run_ids:
+            stopped_midway = trial.status != "ERROR" and not trial.last_result.get("done")
+            if stopped_midway and trial.trial_id in self.run_ids:
                 self._end(trial, "KILLED")
         deadline = time.monotonic() + self.flush_timeout_s
         while not self.flush() and time.monotonic() < deadline:

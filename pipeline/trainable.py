@@ -1,6 +1,7 @@
 """The Ray adapter: one trial = `training.fit` with a report and a checkpoint per epoch."""
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
 def train_trial(config: dict[str, Any], exp: Experiment, data: Tensors) -> None:
     """Train the trial's resolved experiment; resume from Tune's checkpoint when restored."""
     trial_exp = exp.with_trial_config(config)
+    # one INFO line per checkpoint per epoch would drown the progress output
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(trial_exp.resources.cpu)))
     checkpoint = tune.get_checkpoint()
     state = load_state(checkpoint) if checkpoint else None

@@ -37,3 +37,8 @@ def write_experiment(folder: Path, text: str, name: str = "exp.yaml") -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def local_store() -> str:
+    """The default store of the current folder, by absolute path (MLflow caches by URI)."""
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import study
 from pipeline.config import load
 
-from .conftest import ROOT, write_experiment
+from .conftest import ROOT, local_store, write_experiment
 
 GRID = """
 name: smoke
@@ -46,7 +46,7 @@ def test_cli_grid_sweep_leaves_the_mlflow_layout(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Best val_loss:" in done.stdout and "Reproduce: python -m pipeline tune" in done.stdout
 
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(local_store())
     experiment = client.get_experiment_by_name("smoke")
     (parent,) = parent_runs(client, experiment.experiment_id)
     kids = children(client, experiment.experiment_id, parent.info.run_id)
@@ -86,7 +86,7 @@ search:
 """)
     outcome = study.run(load(exp_file), exp_file)
     assert outcome.best_config is not None
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(local_store())
     kids = children(client, outcome.store.experiment_id, outcome.parent_run_id)
     assert len(kids) == 3
     for kid in kids:
@@ -112,7 +112,7 @@ search:
     train.lr: {loguniform: [1.0e-4, 0.3]}
 """)
     outcome = study.run(load(exp_file), exp_file)
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(local_store())
     kids = children(client, outcome.store.experiment_id, outcome.parent_run_id)
     epochs = sorted(len(client.get_metric_history(k.info.run_id, "val_loss")) for k in kids)
     assert len(kids) == 6

@@ -1,0 +1,281 @@
+"""Faults a long sweep must survive, against real Ray and a real MLflow store or server."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import study
+from pipeline.config import load
+
+from .conftest import ROOT, local_store, write_experiment
+
+CUSTOM = """
+name: {name}
+trainable: tests.trainables:{trainable}
+params: {params}
+search:
+  searcher: random
+  metric: score
+  mode: max
+  num_samples: {num_samples}
+  max_concurrent: 2
+  max_failures: {max_failures}
+  space:
+    params.x: {{uniform: [0.0, 1.0]}}
+"""
+
+
+def custom(folder: Path, trainable: str, params: str = "{}", num_samples: int = 4,
+           max_failures: int = 0, name: str = "rel") -> Path:
+    return write_experiment(folder, CUSTOM.format(
+        name=name, trainable=trainable, params=params, num_samples=num_samples,
+        max_failures=max_failures))
+
+
+def child_runs(uri: str | None = None, name: str = "rel") -> list:
+    client = MlflowClient(uri or local_store())
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id])
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def parent_run(uri: str | None = None, name: str = "rel"):
+    client = MlflowClient(uri or local_store())
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
+                              order_by=["attributes.start_time DESC"])
+    return next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+
+
+class Cli:
+    """`python -m pipeline tune ...` in its own process group, output to files (a full pipe
+    would block it)."""
+
+    def __init__(self, workdir: Path, *args: str):
+        # Ray's socket paths must stay under 108 bytes: a short folder of its own
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(self.ray_tmp)}
+        self.out, self.err = (workdir / f"cli_{time.monotonic_ns()}.{s}" for s in ("out", "err"))
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "tune", *args], cwd=workdir, env=env,
+                stdout=out, stderr=err, start_new_session=True)
+
+    def finish(self, timeout_s: float = 300) -> tuple[int, str, str]:
+        code = self.process.wait(timeout_s)
+        self.ray_started = any(self.ray_tmp.iterdir())
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+        return code, self.out.read_text(), self.err.read_text()
+
+    def signal(self, sig: int) -> None:
+        os.killpg(self.process.pid, sig) if sig == signal.SIGKILL else \
+            self.process.send_signal(sig)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
+def wait_for(condition, timeout_s: float = 120.0, every_s: float = 0.5,
+             while_running: Cli | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if while_running is not None and not while_running.running():
+            raise AssertionError(f"the sweep ended early: {while_running.err.read_text()[-2000:]}")
+        try:
+            if condition():
+                return
+        except Exception:  # the store may not exist yet
+            pass
+        time.sleep(every_s)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.slow
+def test_failing_trials_are_marked_and_the_sweep_goes_on(workdir: Path, ray_local) -> None:
+    exp_file = custom(workdir, "fails_above", num_samples=6)
+    outcome = study.run(load(exp_file), exp_file)
+    runs = child_runs()
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(runs) == 6 and failed and finished
+    for run in failed:
+        assert float(run.data.params["params.x"]) > 0.5
+        assert "ValueError" in run.data.tags["error"] and "out of range" in run.data.tags["error"]
+    assert outcome.failed == len(failed)
+    assert parent_run().data.metrics["trials_failed"] == len(failed)
+
+
+@pytest.mark.slow
+def test_failed_trials_are_retried_in_the_same_run(workdir: Path, ray_local) -> None:
+    exp_file = custom(workdir, "fails_first_time", params=f"{{marker_dir: {workdir}}}",
+                      num_samples=2, max_failures=1)
+    outcome = study.run(load(exp_file), exp_file)
+    runs = child_runs()
+    assert outcome.failed == 0
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert len(list(workdir.glob("0.*"))) == 2  # each trial did fail once first
+
+
+@pytest.mark.slow
+def test_out_of_memory_fails_one_trial_clearly(workdir: Path, ray_local) -> None:
+    exp_file = write_experiment(workdir, """
+name: rel
+trainable: tests.trainables:allocates
+params: {alloc_gb: 0.001}
+search:
+  searcher: grid
+  metric: score
+  mode: max
+  num_samples: 1
+  space:
+    params.alloc_gb: {grid: [0.001, 1.0e+9]}
+""")
+    outcome = study.run(load(exp_file), exp_file)
+    runs = {r.data.params["params.alloc_gb"]: r for r in child_runs()}
+    assert runs["0.001"].info.status == "FINISHED"
+    assert runs["1000000000.0"].info.status == "FAILED"
+    assert "MemoryError" in runs["1000000000.0"].data.tags["error"]
+    assert outcome.failed == 1
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_the_trial_at_once(workdir: Path, ray_local) -> None:
+    exp_file = write_experiment(workdir, """
+name: rel
+data: {limit: 200}
+train: {epochs: 3, lr: 1.0e+12, momentum: 0.0}
+search: {searcher: random, num_samples: 1}
+""")
+    study.run(load(exp_file), exp_file)
+    (run,) = child_runs()
+    assert run.info.status == "FAILED"
+    assert "Diverged: training loss became" in run.data.tags["error"]
+    assert "val_loss" not in run.data.metrics  # no epoch was reported on a NaN loss
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_the_same_sweep_and_runs(workdir: Path) -> None:
+    exp_file = custom(workdir, "slow_steps", params="{steps: 4, step_s: 1.5}")
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(r.info.status == "FINISHED" for r in child_runs())
+             and len(child_runs()) >= 3, timeout_s=180, while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    before = {r.data.tags["trial_id"]: r.info.run_id for r in child_runs()}
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    assert "Resuming sweep rel-" in out
+    runs = child_runs()
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    after = {r.data.tags["trial_id"]: r.info.run_id for r in runs}
+    assert all(after[t] == run_id for t, run_id in before.items())  # same runs continued
+    client = MlflowClient(local_store())
+    for run in runs:
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "step_seen")}
+        assert steps == {1, 2, 3, 4}
+    assert parent_run().info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_runs_killed_and_resume_finishes(workdir: Path) -> None:
+    exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
+             while_running=first)
+    first.signal(signal.SIGINT)
+    code, out, err = first.finish(120)
+    assert code == 130
+    assert "continue it with --resume" in err
+    assert {r.info.status for r in child_runs()} == {"KILLED"}
+    assert parent_run().info.status == "KILLED"
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+
+
+def test_resume_without_an_earlier_sweep_is_bad_input(workdir: Path) -> None:
+    exp_file = custom(workdir, "quadratic")
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish(120)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == \
+        f"error: --resume: no earlier sweep of 'rel' in sqlite:///{workdir / 'mlflow.db'}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_is_refused_before_anything_runs(workdir: Path) -> None:
+    exp_file = custom(workdir, "quadratic")
+    port = free_port()
+    sweep = Cli(workdir, str(exp_file), "--set", f"tracking.uri=http://127.0.0.1:{port}")
+    code, _, err = sweep.finish(120)
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(
+        f"error: tracking.uri: cannot reach MLflow at http://127.0.0.1:{port}")
+    assert not (workdir / "ray_results").exists()
+    assert not (workdir / "mlflow.db").exists()
+    assert not sweep.ray_started
+
+
+def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+         "--artifacts-destination", str(folder / "server_artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(lambda: MlflowClient(f"http://127.0.0.1:{port}").search_experiments() is not None,
+             timeout_s=90)
+    return server
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+@pytest.mark.slow
+def test_tracking_server_restart_mid_sweep_loses_no_metric(workdir: Path) -> None:
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow_server(workdir, port)
+    exp_file = custom(workdir, "slow_steps", params="{steps: 8, step_s: 1.0}", num_samples=2)
+    sweep = Cli(workdir, str(exp_file), "--set", f"tracking.uri={uri}")
+    try:
+        wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs(uri)),
+                 while_running=sweep)
+        stop(server)
+        time.sleep(4)  # steps reported now can only be queued
+        server = start_mlflow_server(workdir, port)
+        code, out, err = sweep.finish()
+        assert code == 0, err[-3000:]
+    finally:
+        stop(server)
+        if sweep.running():
+            sweep.signal(signal.SIGKILL)
+    server = start_mlflow_server(workdir, port)
+    try:
+        client = MlflowClient(uri)
+        runs = child_runs(uri)
+        assert len(runs) == 2
+        for run in runs:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "step_seen")]
+            assert sorted(steps) == list(range(1, 9))
+            assert run.info.status == "FINISHED"
+    finally:
+        stop(server)
