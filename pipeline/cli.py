@@ -57,10 +57,10 @@ def _tune(args: argparse.Namespace) -> None:
 
 
 def _lr_find(args: argparse.Namespace) -> None:
-    from pipeline import lr_finder
+    from pipeline import study
 
     exp = load(args.experiment, args.overrides)
-    suggestion = lr_finder.run(exp)
+    suggestion = study.find_lr(exp)
     print(f"suggested lr: {suggestion.lr if suggestion.lr is not None else 'none'}")
 
 

@@ -84,15 +84,16 @@ def summarise(exp: Experiment, sweep_name: str, parent_run_id: str, store: track
                    best_exp.trial_config(), searched, table, failed)
 
 
-def log_lr_range(store: tracking.Store, run_id: str, curve: Any, suggestion: Any) -> None:
-    """The LR range test's curve, plot and suggestions on the given run."""
+def log_lr_range(store: tracking.Store, run_id: str, curve: Any, suggestion: Any,
+                 folder: Path) -> list[Path]:
+    """Write the LR range test's curve (CSV) and plot (PNG) to `folder` and log them, with
+    each rule's suggestion as metrics, on the given run."""
     from pipeline import lr_range
 
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder)
-        curve.to_csv(out / "lr_range_test.csv")
-        lr_range.plot(curve, suggestion, out / "lr_range_test.png")
-        tracking.log_files(store, run_id, [out / "lr_range_test.csv", out / "lr_range_test.png"])
+    paths = [folder / "lr_range_test.csv", folder / "lr_range_test.png"]
+    curve.to_csv(paths[0])
+    lr_range.plot(curve, suggestion, paths[1])
+    tracking.log_files(store, run_id, paths)
     values = {f"lr_{name}": lr for name, lr in suggestion.rules.items() if lr is not None}
     if suggestion.lr is not None:
         values["lr_suggested"] = suggestion.lr
@@ -100,3 +101,4 @@ def log_lr_range(store: tracking.Store, run_id: str, curve: Any, suggestion: Any
     tracking.log_metrics(store, run_id, values)
     store.client.set_tag(run_id, "lr_range_reliable", str(suggestion.reliable))
     store.client.set_tag(run_id, "lr_range_note", suggestion.reason)
+    return paths

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,10 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
         lr_range.range_test)
     curve = ray.get(task.remote(exp, data))
     suggestion = lr_range.suggest(curve)
-    report.log_lr_range(store, parent_run_id, curve, suggestion)
+    with tempfile.TemporaryDirectory() as folder:
+        report.log_lr_range(store, parent_run_id, curve, suggestion, Path(folder))
+    if not suggestion.reliable:
+        print(f"LR range test: {suggestion.reason}")
     if exp.search.space.get("train.lr") == LR_RANGE:
         bounds = lr_range.search_bounds(suggestion, curve)
         tracking.log_metrics(store, parent_run_id, {"lr_range_low": bounds[0],
@@ -224,3 +228,31 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> 
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
     return outcome
+
+
+def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
+    """`lr-find`: the range test alone, in-process, as its own MLflow run; files in out_dir."""
+    from pipeline import lr_range
+
+    if exp.trainable is not None:
+        raise ConfigError("trainable: lr-find needs the built-in trainable")
+    data = datasets.load(exp.data, exp.seed)
+    tracking.check_reachable(tracking.resolve_uri(exp))
+    store = tracking.connect(exp)
+    run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
+                                     tags={"pipeline.kind": "lr-find"}).info.run_id
+    tracking.log_params(store.client, run_id, tracking.safe_params(
+        exp.model_dump(mode="json", include={"data", "model", "train", "lr_range_test"})))
+    curve = lr_range.range_test(exp, data)
+    suggestion = lr_range.suggest(curve)
+    folder = out_dir / exp.name
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = report.log_lr_range(store, run_id, curve, suggestion, folder)
+    tracking.close_sweep(store, run_id)
+    for name, lr in suggestion.rules.items():
+        print(f"  {name:<9} {lr:.3g}" if lr is not None else f"  {name:<9} none")
+    low, high = lr_range.search_bounds(suggestion, curve)
+    print(f"{curve.iterations} steps; rules agree within {suggestion.agreement_decades:.2f} "
+          f"decades; {suggestion.reason}\nlr_range search bounds: [{low:.3g}, {high:.3g}]\n"
+          f"plot: {paths[1]}  curve: {paths[0]}  MLflow run {run_id}")
+    return suggestion

@@ -1,0 +1,70 @@
+"""The LR range test as a stage: `lr-find` on its own, and before a sweep."""
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import cli, study
+from pipeline.config import load
+
+from .conftest import local_store, write_experiment
+
+SWEEP = """
+name: lrs
+data: {limit: 400}
+model: {hidden: 32}
+train: {epochs: 1}
+lr_range_test: {enabled: true, num_iter: 60}
+search:
+  searcher: random
+  num_samples: 3
+  space:
+    train.lr: lr_range
+"""
+LR_METRICS = {"lr_suggested", "lr_min_loss", "lr_steepest", "lr_valley"}
+
+
+def test_lr_find_logs_its_own_run_and_prints_the_suggestion(workdir, capsys) -> None:
+    exp_file = write_experiment(workdir, SWEEP)
+    assert cli.main(["lr-find", str(exp_file)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("suggested lr: ")
+    suggested = float(last.removeprefix("suggested lr: "))
+    assert (workdir / "lr_find" / "lrs" / "lr_range_test.png").stat().st_size > 1000
+    client = MlflowClient(local_store())
+    (run,) = client.search_runs([client.get_experiment_by_name("lrs").experiment_id])
+    assert run.data.tags["pipeline.kind"] == "lr-find"
+    assert LR_METRICS <= set(run.data.metrics)
+    assert run.data.metrics["lr_suggested"] == pytest.approx(suggested)
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        "lr_range_test.csv", "lr_range_test.png"}
+
+
+@pytest.mark.slow
+def test_lr_range_in_the_space_becomes_the_logged_bounds(workdir, ray_local) -> None:
+    exp_file = write_experiment(workdir, SWEEP)
+    outcome = study.run(load(exp_file), exp_file)
+    client = MlflowClient(local_store())
+    parent = client.get_run(outcome.parent_run_id)
+    low, high = parent.data.metrics["lr_range_low"], parent.data.metrics["lr_range_high"]
+    assert LR_METRICS <= set(parent.data.metrics)
+    assert low < parent.data.metrics["lr_suggested"] < high
+    assert {"lr_range_test.csv", "lr_range_test.png"} <= {
+        a.path for a in client.list_artifacts(outcome.parent_run_id)}
+    kids = client.search_runs([outcome.store.experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+    assert len(kids) == 3
+    assert all(low <= float(k.data.params["train.lr"]) <= high for k in kids)
+
+
+@pytest.mark.slow
+def test_a_fixed_lr_is_set_to_the_suggestion(workdir, ray_local) -> None:
+    exp_file = write_experiment(workdir, SWEEP.replace("train.lr: lr_range",
+                                                       "model.hidden: {choice: [16, 32]}"))
+    outcome = study.run(load(exp_file), exp_file)
+    client = MlflowClient(local_store())
+    suggested = client.get_run(outcome.parent_run_id).data.metrics["lr_suggested"]
+    kids = client.search_runs([outcome.store.experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+    assert len(kids) == 3
+    assert [float(k.data.params["train.lr"]) for k in kids] == pytest.approx([suggested] * 3)
