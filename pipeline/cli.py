@@ -36,7 +36,7 @@ def _print_outcome(outcome, exp_file: Path) -> None:
         return
     top = outcome.table.head(5)
     print(f"\nTop trials by {outcome.metric}:\n{top.to_string(index=False)}")
-    print(f"\nBest {outcome.metric}: {outcome.best_value:.4g}")
+    print(f"\nBest {outcome.metric}: {outcome.best_value:.4g}  (sweep took {outcome.fit_s:.0f} s)")
     for path, value in outcome.searched.items():
         print(f"  {path} = {value}")
     if outcome.failed:

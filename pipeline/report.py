@@ -27,6 +27,8 @@ class Outcome:
     searched: dict[str, Any]
     table: pd.DataFrame
     failed: int
+    fit_s: float = 0.0
+    """Wall seconds of Tuner.fit (the sweep itself, without Ray start-up and summary)."""
 
 
 def best_experiment(exp: Experiment, trial_config: dict[str, Any]) -> Experiment:
@@ -47,17 +49,18 @@ def trials_table(results: tune.ResultGrid, exp: Experiment) -> pd.DataFrame:
     keep = ["trial_id", *columns, s.metric, "training_iteration", "time_total_s"]
     keep += [c for c in ("val_acc", "val_loss", "train_loss") if c in frame and c not in keep]
     table = frame[[c for c in keep if c in frame]].rename(columns=columns)
-    table = table.rename(columns={"training_iteration": "epochs"})
+    table = table.rename(columns={"training_iteration": "best_epoch"})
     return table.sort_values(s.metric, ascending=s.mode == "min").reset_index(drop=True)
 
 
 def summarise(exp: Experiment, sweep_name: str, parent_run_id: str, store: tracking.Store,
-              results: tune.ResultGrid) -> Outcome:
+              results: tune.ResultGrid, fit_s: float) -> Outcome:
     """Log the sweep's summary on the parent run and return it for printing."""
     s = exp.search
     failed = sum(1 for r in results if r.error is not None)
     table = trials_table(results, exp)
-    outcome = Outcome(sweep_name, parent_run_id, store, s.metric, None, None, {}, table, failed)
+    outcome = Outcome(sweep_name, parent_run_id, store, s.metric, None, None, {}, table, failed,
+                      fit_s)
     if table.empty:
         return outcome
     best = results.get_best_result(s.metric, s.mode, scope="all")
@@ -77,11 +80,12 @@ def summarise(exp: Experiment, sweep_name: str, parent_run_id: str, store: track
                                    "best_checkpoint")
     tracking.log_metrics(store, parent_run_id, {f"best_{s.metric}": float(best_row[s.metric]),
                                                 "trials_failed": failed,
-                                                "trials_total": len(results)})
+                                                "trials_total": len(results),
+                                                "sweep_wall_s": fit_s})
     store.client.set_tag(parent_run_id, "best_trial_id", str(best_row["trial_id"]))
     searched = {path: best_row[path] for path in s.space if path in best_row}
     return Outcome(sweep_name, parent_run_id, store, s.metric, float(best_row[s.metric]),
-                   best_exp.trial_config(), searched, table, failed)
+                   best_exp.trial_config(), searched, table, failed, fit_s)
 
 
 def log_lr_range(store: tracking.Store, run_id: str, curve: Any, suggestion: Any,

@@ -212,6 +212,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> 
     progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space),
                         exp.search.num_samples * grid_size(exp))
     tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger, progress], lr_bounds, resume)
+    started = time.perf_counter()
     try:
         results = tuner.fit()
     except BaseException:
@@ -224,7 +225,8 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> 
         tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
         raise Interrupted(f"sweep {sweep.name} stopped with {unfinished} trial(s) unfinished; "
                           "continue it with --resume")
-    outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results)
+    outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results,
+                               time.perf_counter() - started)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
     return outcome
