@@ -11,7 +11,7 @@ from typing import Any
 from ray import tune
 
 from pipeline.space import get_path
-from pipeline.tracking import SECRET_NAME, last_error_line
+from pipeline.tracking import last_error_line, looks_secret
 
 
 def _short(value: Any) -> str:
@@ -30,7 +30,8 @@ class Progress(tune.Callback):
     def _values(self, trial: Any) -> str:
         shown = []
         for path in self.searched:
-            value = "***" if SECRET_NAME.search(path) else _short(get_path(trial.config, path))
+            value = get_path(trial.config, path)
+            value = "***" if looks_secret(path, value) else _short(value)
             shown.append(f"{path}={value}")
         return " ".join(shown)
 

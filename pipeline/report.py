@@ -70,7 +70,7 @@ def summarise(exp: Experiment, sweep_name: str, parent_run_id: str, store: track
         table.to_csv(out / "results.csv", index=False)
         best_exp = best_experiment(exp, best.config)
         (out / "best_config.yaml").write_text(
-            yaml.safe_dump(best_exp.model_dump(mode="json"), sort_keys=False))
+            yaml.safe_dump(tracking.redact(best_exp.model_dump(mode="json")), sort_keys=False))
         tracking.log_files(store, parent_run_id, [out / "results.csv", out / "best_config.yaml"])
         tracking.log_files(store, parent_run_id, plots.sweep_plots(table, exp, out), "plots")
         checkpoint = best.get_best_checkpoint(s.metric, s.mode) if best.checkpoint else None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -103,10 +104,31 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+
+
+def looks_secret(name: str, value: Any) -> bool:
+    """Named like a secret, shaped like an AWS key id, or equal to a secret-named env var."""
+    text = str(value)
+    if SECRET_NAME.search(name) or AWS_KEY_ID.search(text):
+        return True
+    return len(text) >= 6 and any(text == v for k, v in os.environ.items()
+                                  if SECRET_NAME.search(k))
+
+
+def redact(tree: Any, name: str = "") -> Any:
+    """A copy of a nested config with secret-looking values replaced by '***'."""
+    if isinstance(tree, dict):
+        return {k: redact(v, f"{name}.{k}") for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact(v, name) for v in tree]
+    return "***" if tree is not None and looks_secret(name, tree) else tree
+
+
 def safe_params(config: dict[str, Any]) -> list[Param]:
-    """Flattened params with anything named like a secret left out."""
+    """Flattened params with anything that looks like a secret left out."""
     return [Param(key, str(value)[:6000]) for key, value in flatten(config).items()
-            if not SECRET_NAME.search(key)]
+            if not looks_secret(key, value)]
 
 
 def log_params(client: MlflowClient, run_id: str, params: list[Param]) -> None:
@@ -128,7 +150,12 @@ def open_sweep(store: Store, exp: Experiment, sweep_name: str, exp_file: Path | 
                             tags={"sweep": sweep_name, "searcher": exp.search.searcher})
     log_params(client, run.info.run_id, safe_params(exp.model_dump(mode="json")))
     if exp_file is not None:
-        client.log_artifact(run.info.run_id, str(exp_file))
+        raw = exp.model_dump(mode="json")
+        if redact(raw) == raw:
+            client.log_artifact(run.info.run_id, str(exp_file))
+        else:  # the file as written holds a secret: log the validated config, redacted
+            client.log_text(run.info.run_id, yaml.safe_dump(redact(raw), sort_keys=False),
+                            exp_file.name)
     return run.info.run_id
 
 

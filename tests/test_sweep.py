@@ -127,3 +127,37 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(workdir: Path) -> No
     assert done.stderr.strip().splitlines() == [
         "error: train.lr: Input should be greater than 0"]
     assert sorted(p.name for p in workdir.iterdir()) == ["exp.yaml"]
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_mlflow_or_the_terminal(workdir: Path) -> None:
+    token = "tok-9f8e7d6c5b4a"
+    exp_file = write_experiment(workdir, """
+name: secrets
+trainable: tests.trainables:quadratic
+params: {x: 1.0, password: hunter2hunter2, endpoint_note: TOKEN_VALUE, key: AKIAABCDEFGHIJKLMNOP}
+search:
+  searcher: random
+  metric: score
+  mode: max
+  num_samples: 1
+  space:
+    params.x: {uniform: [0.0, 4.0]}
+""".replace("TOKEN_VALUE", token))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MY_API_TOKEN": token}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "tune", str(exp_file)],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(local_store())
+    experiment = client.get_experiment_by_name("secrets")
+    logged = []
+    for run in client.search_runs([experiment.experiment_id]):
+        logged += [*run.data.params.items(), *run.data.tags.items()]
+        for name in ("exp.yaml", "best_config.yaml"):
+            if "mlflow.parentRunId" not in run.data.tags:
+                text = Path(client.download_artifacts(run.info.run_id, name, str(workdir)))
+                logged.append((name, text.read_text()))
+    assert ("params.x" in dict(logged)) and logged
+    for secret in ("hunter2hunter2", token, "AKIAABCDEFGHIJKLMNOP"):
+        assert all(secret not in f"{k}={v}" for k, v in logged)
+        assert secret not in done.stdout and secret not in done.stderr
