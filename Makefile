@@ -7,11 +7,22 @@ EXP ?= experiments/digits.yaml
 ARGS ?=
 PORT ?= 5000
 MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+# CLUSTER=aws|local runs on the Ray cluster of cluster/$(CLUSTER).yaml; empty: on this machine.
+CLUSTER ?=
+CLUSTER_YAML = cluster/$(CLUSTER).yaml
+RAY := $(VENV)/bin/ray
+JOB ?=
+BUCKET ?=
+# Where a sweep submitted to each cluster keeps its results ($$RESULTS_BUCKET is the head's).
+CLUSTER_STORAGE_aws = --set storage.path=s3://\$$RESULTS_BUCKET/ray_results
+CLUSTER_STORAGE_local =
+REQUIRE_CLUSTER = @test -f "$(CLUSTER_YAML)" || { echo "error: set CLUSTER=aws or CLUSTER=local (cluster/NAME.yaml)" >&2; exit 2; }
 export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .DEFAULT_GOAL := help
-.PHONY: help install tune lr-find test test-fast bench ui clean
+.PHONY: help install tune tune-logs lr-find test test-fast bench ui clean cluster-up cluster-down \
+	cluster-status cluster-iam
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,8 +37,21 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the package with pinned dependencies
 
-tune: install ## run a sweep: make tune [EXP=experiments/x.yaml] [ARGS="--set train.epochs=5 --resume"]
+tune: install ## run a sweep: make tune [EXP=experiments/x.yaml] [ARGS="--set train.epochs=5 --resume"] [CLUSTER=aws|local]
+ifeq ($(CLUSTER),)
 	$(PY) -m pipeline tune $(EXP) $(ARGS)
+else
+	$(REQUIRE_CLUSTER)
+	$(RAY) rsync-up $(CLUSTER_YAML)
+	@job=$${JOB:-tune-$$(date +%Y%m%d-%H%M%S)}; \
+	  echo "Ray job $$job on $(CLUSTER): Ctrl-C detaches, the sweep goes on; reattach with: make tune-logs CLUSTER=$(CLUSTER) JOB=$$job"; \
+	  $(RAY) exec $(CLUSTER_YAML) "cd ~/pipeline && ray job submit --submission-id $$job --working-dir . -- env MLFLOW_TRACKING_URI=http://127.0.0.1:5000 python -m pipeline tune $(EXP) $(CLUSTER_STORAGE_$(CLUSTER)) $(ARGS)"
+endif
+
+tune-logs: install ## follow a cluster sweep again (after Ctrl-C): make tune-logs CLUSTER=aws JOB=tune-...
+	$(REQUIRE_CLUSTER)
+	@test -n "$(JOB)" || { echo "error: set JOB=<submission id> (make cluster-status lists them)" >&2; exit 2; }
+	$(RAY) exec $(CLUSTER_YAML) "ray job logs --follow $(JOB)"
 
 lr-find: install ## LR range test alone: make lr-find [EXP=...]
 	$(PY) -m pipeline lr-find $(EXP) $(ARGS)
@@ -41,9 +65,32 @@ test-fast: install ## the tests without the slow end-to-end sweeps
 bench: install ## run the benchmarks; results in bench/results/*.md
 	$(PY) -m bench $(ARGS)
 
-ui: install ## MLflow UI on http://127.0.0.1:$(PORT) over the same store
+ui: install ## MLflow UI on http://127.0.0.1:$(PORT) over the same store; CLUSTER=aws|local: the head's, tunnelled
+ifeq ($(CLUSTER),)
 	@echo "MLflow UI: http://127.0.0.1:$(PORT)  (store $(MLFLOW_TRACKING_URI); Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(PORT)
+else
+	$(REQUIRE_CLUSTER)
+	@echo "MLflow UI: http://127.0.0.1:5000  Ray dashboard: http://127.0.0.1:8265  (open while this shell on the head is)"
+	$(RAY) attach $(CLUSTER_YAML) -p 5000 -p 8265
+endif
+
+cluster-up: install ## create or update a Ray cluster: make cluster-up CLUSTER=aws|local
+	$(REQUIRE_CLUSTER)
+	$(RAY) up -y $(CLUSTER_YAML)
+
+cluster-down: install ## tear a cluster down; its MLflow database is copied to mlflow-$(CLUSTER).db first
+	$(REQUIRE_CLUSTER)
+	-$(RAY) rsync-down $(CLUSTER_YAML) '~/mlflow.db' mlflow-$(CLUSTER).db
+	$(RAY) down -y $(CLUSTER_YAML)
+
+cluster-status: install ## nodes, pending demand and sweeps (Ray jobs) of a cluster: CLUSTER=aws|local
+	$(REQUIRE_CLUSTER)
+	$(RAY) exec $(CLUSTER_YAML) "ray status; ray list jobs"
+
+cluster-iam: install ## once per AWS account: instance profiles that reach only BUCKET: make cluster-iam BUCKET=...
+	@test -n "$(BUCKET)" || { echo "error: set BUCKET=<results bucket>" >&2; exit 2; }
+	$(PY) cluster/iam.py --bucket $(BUCKET)
 
 clean: ## remove local results (mlflow.db, mlartifacts, ray_results); keeps .venv
 	rm -rf mlflow.db mlartifacts ray_results .pytest_cache
