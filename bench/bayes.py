@@ -1,0 +1,223 @@
+"""Benchmark SkoptSearch against native gp_minimize and random search.
+
+    .venv/bin/python -m bench.bayes [--quick] [--simulate]
+
+Branin@30 and Hartmann6@60 over 5 seeds: SkoptSearch at concurrency 1 and 4 through real Ray
+Tune (function trainable, reuse_actors=True), skopt's `gp_minimize` with its defaults, and
+random search. Reports median [min-max] regret, wall time, the closest pair of points that
+were running at the same time (unit cube, Euclidean: near-duplicates show up as ~0), and the
+searcher's seconds per suggestion at 100 observations. Writes bench/results/bayes.md.
+
+`--simulate` replaces Ray Tune with a Ray-free loop through the same searcher methods (keep
+k trials pending, complete them in shuffled order): the fast loop for tuning `Bayes` options.
+`--quick` runs 1 seed at half the evaluations (< 2 minutes). The full run takes about
+15 minutes on 2 idle cores (most of it the 20 Ray sweeps). Run it with OMP_NUM_THREADS=1:
+on 2 cores BLAS threads oversubscribe and GP fits get several times slower.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.objectives import OBJECTIVES, Objective
+from pipeline.config import Bayes
+from pipeline.skopt_search import SkoptSearch
+
+RESULTS = Path(__file__).parent / "results" / "bayes.md"
+METRIC = "value"
+# Trial length at concurrency > 1. A trial must outlast a worker start (~2 s here), or Tune
+# hands each finished trial's reused actor the next one and trials run one at a time.
+OVERLAP_S = 2.0
+
+
+@dataclass
+class Run:
+    regret: float
+    wall_s: float
+    closest_running_pair: float = float("nan")
+    """Smallest distance between two points evaluated at the same time (NaN at concurrency 1)."""
+
+
+def unit_point(objective: Objective, config: dict[str, Any]) -> np.ndarray:
+    """A trial config as a point of the unit cube, where near-duplicates are measured."""
+    x = np.array([config["x"][f"x{i}"] for i in range(len(objective.bounds))])
+    low, high = np.array(objective.bounds).T
+    return (x - low) / (high - low)
+
+
+def closest_pair(points: list[np.ndarray]) -> float:
+    pairs = [np.linalg.norm(a - b) for i, a in enumerate(points) for b in points[i + 1:]]
+    return min(pairs, default=float("nan"))
+
+
+def make_searcher(objective: Objective, seed: int, concurrency: int,
+                  options: Bayes) -> SkoptSearch:
+    return SkoptSearch(objective.space(), options, METRIC, "min", seed, max_concurrent=concurrency)
+
+
+# ---- ways to run one sweep ---------------------------------------------------------------
+
+def simulate(objective: Objective, evaluations: int, seed: int, concurrency: int,
+             options: Bayes) -> Run:
+    """Ray-free sweep: k trials stay pending and finish in a shuffled order."""
+    searcher = make_searcher(objective, seed, concurrency, options)
+    order = random.Random(seed)
+    running: dict[str, dict[str, Any]] = {}
+    values, closest, started = [], float("inf"), 0
+    start = time.perf_counter()
+    while len(values) < evaluations:
+        while len(running) < concurrency and started < evaluations:
+            running[str(started)] = searcher.suggest(str(started))
+            started += 1
+        closest = min(closest, closest_pair([unit_point(objective, c) for c in running.values()]))
+        trial_id = order.choice(sorted(running))
+        values.append(objective(running.pop(trial_id)))
+        searcher.on_trial_complete(trial_id, {METRIC: values[-1]})
+    return Run(min(values) - objective.minimum, time.perf_counter() - start,
+               closest if concurrency > 1 else float("nan"))
+
+
+def ray_sweep(objective: Objective, evaluations: int, seed: int, concurrency: int,
+              options: Bayes) -> Run:
+    """The sweep as the study runs it: Tuner + SkoptSearch + a function trainable."""
+    from ray import tune
+
+    def evaluate(config: dict[str, Any]) -> None:
+        started = time.time()
+        if concurrency > 1:  # let running trials overlap in time, to measure their distance
+            time.sleep(OVERLAP_S)
+        tune.report({METRIC: objective(config), "started": started, "ended": time.time()})
+
+    tuner = tune.Tuner(
+        tune.with_resources(evaluate, {"cpu": 1 / concurrency}),  # k trials fit on 1 core
+        tune_config=tune.TuneConfig(search_alg=make_searcher(objective, seed, concurrency, options),
+                                    num_samples=evaluations, max_concurrent_trials=concurrency,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-bayes-"),
+                                  verbose=0))
+    start = time.perf_counter()
+    results = tuner.fit()
+    wall_s = time.perf_counter() - start
+    trials = [r for r in results if r.metrics and METRIC in r.metrics]
+    return Run(min(r.metrics[METRIC] for r in trials) - objective.minimum, wall_s,
+               closest_overlapping(objective, trials) if concurrency > 1 else float("nan"))
+
+
+def closest_overlapping(objective: Objective, trials: list[Any]) -> float:
+    """Closest pair among trials whose run times overlapped (those ran at the same time)."""
+    spans = [(r.metrics["started"], r.metrics["ended"], unit_point(objective, r.config))
+             for r in trials]
+    pairs = [np.linalg.norm(a[2] - b[2]) for i, a in enumerate(spans) for b in spans[i + 1:]
+             if a[0] < b[1] and b[0] < a[1]]
+    return min(pairs, default=float("nan"))
+
+
+def native_gp_minimize(objective: Objective, evaluations: int, seed: int, *_: Any) -> Run:
+    from skopt import gp_minimize
+
+    start = time.perf_counter()
+    result = gp_minimize(lambda x: objective.fn(np.array(x)), objective.bounds,
+                         n_calls=evaluations, random_state=seed)
+    return Run(result.fun - objective.minimum, time.perf_counter() - start)
+
+
+def random_search(objective: Objective, evaluations: int, seed: int, *_: Any) -> Run:
+    start = time.perf_counter()
+    low, high = np.array(objective.bounds).T
+    points = np.random.default_rng(seed).uniform(low, high, size=(evaluations, len(low)))
+    best = min(objective.fn(x) for x in points)
+    return Run(best - objective.minimum, time.perf_counter() - start)
+
+
+def seconds_per_suggestion(objective: Objective, observations: int, concurrency: int,
+                           options: Bayes) -> float:
+    """Searcher time (tell + ask) per suggestion once `observations` results are in."""
+    rng = np.random.default_rng(0)
+    low, high = np.array(objective.bounds).T
+    known = [{f"x.x{i}": float(v) for i, v in enumerate(x)}
+             for x in rng.uniform(low, high, size=(observations, len(low)))]
+    for point in known:
+        point["_result"] = objective.fn(np.array(list(point.values())))
+    searcher = SkoptSearch(objective.space(), options, METRIC, "min", 0, points_to_evaluate=known,
+                           max_concurrent=concurrency)
+    # Untimed: the first suggestion tells the known points; k - 1 more trials stay running.
+    configs = [searcher.suggest(f"running-{i}") for i in range(concurrency)]
+    searcher.on_trial_complete("running-0", {METRIC: objective(configs[0])})
+    start, rounds = time.perf_counter(), 3
+    for i in range(rounds):
+        config = searcher.suggest(f"timed-{i}")
+        searcher.on_trial_complete(f"timed-{i}", {METRIC: objective(config)})
+    return (time.perf_counter() - start) / rounds
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+def summarise(runs: list[Run]) -> str:
+    regrets = [r.regret for r in runs]
+    cell = f"{statistics.median(regrets):.2g} [{min(regrets):.2g}–{max(regrets):.2g}]"
+    cell += f", {statistics.median(r.wall_s for r in runs):.1f} s"
+    gaps = [r.closest_running_pair for r in runs if not np.isnan(r.closest_running_pair)]
+    return cell + (f", closest running pair {min(gaps):.3f}" if gaps else "")
+
+
+def methods(simulated: bool) -> dict[str, tuple[Callable[..., Run], int]]:
+    ours = simulate if simulated else ray_sweep
+    where = "simulated" if simulated else "Ray Tune"
+    return {f"SkoptSearch c=1 ({where})": (ours, 1), f"SkoptSearch c=4 ({where})": (ours, 4),
+            "skopt gp_minimize defaults": (native_gp_minimize, 1),
+            "random search": (random_search, 1)}
+
+
+def report(seeds: range, scale: float, simulated: bool, options: Bayes) -> str:
+    budgets = {o.name: max(5, round(o.evaluations * scale)) for o in OBJECTIVES}
+    head = " | ".join(f"{o.name} @{budgets[o.name]}" for o in OBJECTIVES)
+    lines = [f"Seeds {list(seeds)}; median [min–max] regret, median wall time.", "",
+             f"| method | {head} |", "| --- |" + " --- |" * len(OBJECTIVES)]
+    for name, (run, concurrency) in methods(simulated).items():
+        cells = [summarise([run(o, budgets[o.name], s, concurrency, options) for s in seeds])
+                 for o in OBJECTIVES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    observations = round(100 * scale)
+    lines.append("")
+    for concurrency in (1, 4):
+        per = seconds_per_suggestion(OBJECTIVES[-1], observations, concurrency, options)
+        lines.append(f"Searcher time per suggestion at {observations} observations "
+                     f"(Hartmann6, c={concurrency}): {per:.2f} s")
+    lines.append(f"\nOptions: `{options!r}`")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; options come only from `argv` (none: the full run), so
+    `python -m bench bayes` can call main() whatever its own command line holds."""
+    parser = argparse.ArgumentParser(prog="bench.bayes", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, half the evaluations")
+    parser.add_argument("--simulate", action="store_true", help="no Ray: the ask/tell loop")
+    args = parser.parse_args(argv or [])
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    warnings.filterwarnings("ignore")  # skopt's "evaluated before" and sklearn convergence
+    if not args.simulate:
+        import ray
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    seeds, scale = (range(1), 0.5) if args.quick else (range(5), 1.0)
+    text = "# Bayesian search benchmark\n\n" + report(seeds, scale, args.simulate, Bayes())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
