@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .DEFAULT_GOAL := help
 .PHONY: help install tune tune-logs lr-find test test-fast bench ui clean cluster-up cluster-down \
-	cluster-status cluster-iam
+	cluster-status cluster-iam best compare browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,7 +56,23 @@ tune-logs: install ## follow a cluster sweep again (after Ctrl-C): make tune-log
 lr-find: install ## LR range test alone: make lr-find [EXP=...]
 	$(PY) -m pipeline lr-find $(EXP) $(ARGS)
 
-test: install ## run the whole test suite (slow end-to-end sweeps included)
+best: install ## the registered champion model of EXP, its config and how to load it: make best [EXP=...]
+	$(PY) -m pipeline best $(EXP) $(ARGS)
+
+compare: install ## grid vs random vs bayes on EXP at one trial budget: make compare [EXP=...] [ARGS="--budget 12 --seeds 2"]
+	$(PY) -m pipeline compare $(EXP) $(ARGS)
+
+# The MLflow UI test drives headless Chromium; when apt-get cannot install it, that test is
+# skipped (and says why), nothing else.
+browser-deps: ## install chromium + chromium-driver (Debian) for the browser test when missing
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "Installing chromium and chromium-driver for the MLflow UI test (apt-get)..."; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver; } > $(VENV)/browser-deps.log 2>&1 \
+	  || echo "warning: could not install chromium (see $(VENV)/browser-deps.log); the browser test will be skipped"; }
+
+test: install browser-deps ## run the whole test suite (slow end-to-end sweeps included)
 	$(PY) -m pytest -q $(ARGS)
 
 test-fast: install ## the tests without the slow end-to-end sweeps

@@ -21,12 +21,22 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     tune = commands.add_parser("tune", help="run (or --resume) a sweep")
     lr_find = commands.add_parser("lr-find", help="run the LR range test alone")
-    for sub in (tune, lr_find):
+    best = commands.add_parser("best", help="the registered champion model and how to load it")
+    compare = commands.add_parser("compare", help="the same sweep under several searchers")
+    for sub in (tune, lr_find, best, compare):
         sub.add_argument("experiment", type=Path, help="experiment YAML file")
         sub.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY.PATH=VALUE", help="override a field (repeatable)")
     tune.add_argument("--resume", action="store_true",
                       help="continue the latest sweep of this experiment")
+    compare.add_argument("--searchers", default="grid,random,bayes",
+                         help="comma-separated searchers (default: grid,random,bayes)")
+    compare.add_argument("--budget", type=int, default=None, metavar="N",
+                         help="trials per sweep (default: search.num_samples)")
+    compare.add_argument("--seeds", type=int, default=3, metavar="S",
+                         help="sweeps per searcher, seeds seed..seed+S-1 (default: 3)")
+    compare.add_argument("--figure", type=Path, default=None, metavar="PNG",
+                         help="also save the comparison figure here")
     return parser
 
 
@@ -64,7 +74,47 @@ def _lr_find(args: argparse.Namespace) -> None:
     print(f"suggested lr: {suggestion.lr if suggestion.lr is not None else 'none'}")
 
 
-COMMANDS = {"tune": _tune, "lr-find": _lr_find}
+def _best(args: argparse.Namespace) -> None:
+    from pipeline import registry, tracking
+
+    exp = load(args.experiment, args.overrides)
+    uri = tracking.resolve_uri(exp)
+    tracking.check_reachable(uri)
+    found = registry.champion(uri, exp)
+    if found is None:
+        raise ConfigError(f"no {registry.ALIAS} model named {registry.model_name(exp)!r} in "
+                          f"{uri}; run `python -m pipeline tune {args.experiment}` first")
+    value = "unknown" if found.value is None else f"{found.value:.4g}"
+    print(f"Champion: {found.name} version {found.version} ({found.uri})\n"
+          f"best_{found.metric}: {value}\nsearched values: {found.searched or 'none'}\n"
+          f"MLflow: {uri}  run {found.run_id}\n"
+          f"Config (best_config.yaml of that run):\n{found.config_yaml.rstrip()}\n"
+          f"Load it:\n  import mlflow\n  mlflow.set_tracking_uri({uri!r})\n"
+          f"  model = mlflow.pytorch.load_model({found.uri!r})\n"
+          f"  logits = model(x)  # x: float32 tensor shaped like the input example")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from pipeline import compare
+
+    exp = load(args.experiment, args.overrides)
+    budget = args.budget or exp.search.num_samples
+    if budget < 1 or args.seeds < 1:
+        raise ConfigError("--budget and --seeds: must be at least 1")
+    searchers = [s.strip() for s in args.searchers.split(",") if s.strip()]
+    done = compare.run(exp, args.experiment, searchers, budget, args.seeds, args.figure)
+    print(f"\nSearchers compared on {exp.search.metric} ({exp.search.mode}), {budget} trials "
+          f"per sweep, {args.seeds} seed(s):")
+    stats = done.table.groupby("searcher", sort=False).agg(
+        median_best=("best", "median"), best=("best", "min" if exp.search.mode == "min"
+                                              else "max"),
+        median_wall_s=("sweep_wall_s", "median"), trial_hours=("trial_hours", "sum"))
+    print(stats.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"MLflow run {done.run_id} (compare.png, compare.csv)"
+          + (f"; figure also at {done.figure}" if done.figure else ""))
+
+
+COMMANDS = {"tune": _tune, "lr-find": _lr_find, "best": _best, "compare": _compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher, SearchAlgorithm
 
-from pipeline import cluster, report, storage, tracking
+from pipeline import budget, cluster, cost, report, storage, tracking
 from pipeline import data as datasets
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.progress import Progress
@@ -154,6 +154,7 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
     s = exp.search
     storage_path, filesystem = storage.tune_location(sweep.storage_path)
     search_alg, param_space = make_search(exp, to_tune(exp, lr_bounds))
+    search_alg, guards = budget.guard(exp, search_alg, cost.pricing(exp))
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -164,7 +165,7 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
-            callbacks=callbacks,
+            callbacks=[*callbacks, *guards],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=s.metric,
@@ -194,12 +195,15 @@ def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path 
     return exp, sweep, None
 
 
-def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> report.Outcome:
-    """Run (or resume) one sweep end to end and return its summary."""
+def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
+        register: bool = True) -> report.Outcome:
+    """Run (or resume) one sweep end to end and return its summary; `register`: put the best
+    model in the MLflow registry (the searcher comparison leaves it out)."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
     data = datasets.load(exp.data, exp.seed) if exp.trainable is None else None
     cluster.check_tracking(exp, tracking.resolve_uri(exp))
     storage.check(exp.storage.path)
+    cost.pricing(exp)  # an unpriced cluster.node_type
     tracking.check_reachable(tracking.resolve_uri(exp))
     init_ray(exp)
     cluster.check_resources(exp)
@@ -226,7 +230,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False) -> 
         raise Interrupted(f"sweep {sweep.name} stopped with {unfinished} trial(s) unfinished; "
                           "continue it with --resume")
     outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results,
-                               time.perf_counter() - started)
+                               time.perf_counter() - started, register)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
     return outcome

@@ -168,6 +168,14 @@ def last_error_line(trial: Any) -> str:
     return lines[-1] if lines else "trial failed"
 
 
+def child_run_ids(store: Store, parent_run_id: str) -> dict[str, str]:
+    """Trial id -> MLflow run id of a sweep's child runs."""
+    runs = store.client.search_runs([store.experiment_id],
+                                    f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                    max_results=10_000)
+    return {r.data.tags["trial_id"]: r.info.run_id for r in runs if "trial_id" in r.data.tags}
+
+
 class SweepLogger(tune.Callback):
     """Ray Tune callback: a child run per trial, every reported metric per epoch.
 
@@ -195,11 +203,7 @@ class SweepLogger(tune.Callback):
 
     def setup(self, **info: Any) -> None:
         """Find the child runs of a resumed sweep, so its trials continue them."""
-        runs = self.client.search_runs([self.store.experiment_id],
-                                       f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
-                                       max_results=10_000)
-        self.run_ids = {r.data.tags["trial_id"]: r.info.run_id
-                        for r in runs if "trial_id" in r.data.tags}
+        self.run_ids = child_run_ids(self.store, self.parent_run_id)
 
     def _send(self, action: Callable[[MlflowClient], None]) -> None:
         self._queue.append(action)
