@@ -279,3 +279,28 @@ def test_tracking_server_restart_mid_sweep_loses_no_metric(workdir: Path) -> Non
             assert run.info.status == "FINISHED"
     finally:
         stop(server)
+
+
+@pytest.mark.slow
+def test_lost_worker_node_reschedules_its_trial_from_the_checkpoint(workdir: Path) -> None:
+    custom(workdir, "slow_steps", params="{steps: 5, step_s: 1.0}", num_samples=2,
+           max_failures=2)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short socket paths
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(ray_tmp)}
+    try:
+        done = subprocess.run([sys.executable, "-m", "tests.node_loss", "tune", "exp.yaml"],
+                              cwd=workdir, env=env, capture_output=True, text=True,
+                              timeout=400, start_new_session=True, check=False)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = done.stdout.strip().splitlines()[-1]
+    assert killed != "no node killed"
+    runs = child_runs()
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(local_store())
+    histories = [client.get_metric_history(r.info.run_id, "step_seen") for r in runs]
+    assert all({m.step for m in h} == {1, 2, 3, 4, 5} for h in histories)
+    # the trial on the lost node went on from its checkpoint, not from step 1
+    assert all(len(h) <= 6 for h in histories)
+    assert all(r.data.tags["node_id"] != killed for r in runs)  # it finished elsewhere

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from ray import tune
 
+from pipeline.trainable import placement
+
 
 def quadratic(config: dict) -> None:
     """Reports `score` (higher is better) for a few steps; its optimum is x = 2."""
@@ -49,8 +51,8 @@ def slow_steps(config: dict) -> None:
         time.sleep(config["params"]["step_s"])
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "step").write_text(str(step + 1))
-            tune.report({"score": config["params"]["x"] + step, "step_seen": step + 1},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report({"score": config["params"]["x"] + step, "step_seen": step + 1,
+                         **placement()}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def crashes_after_first_checkpoint(config: dict) -> None:
