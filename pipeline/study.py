@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +197,21 @@ def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path 
     return exp, sweep, None
 
 
+def fit_watching_sigint(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """Tuner.fit, and whether Ctrl-C stopped it. Tune catches the first SIGINT, saves its
+    state and returns normally, with interrupted trials TERMINATED like finished ones; its
+    handler puts the previous one back only when it fired, which is what tells the two apart."""
+    before = signal.getsignal(signal.SIGINT)
+    watching = (threading.current_thread() is threading.main_thread()
+                and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0")
+    try:
+        results = tuner.fit()
+        return results, watching and signal.getsignal(signal.SIGINT) is before
+    finally:
+        if watching:  # Tune leaves its own handler installed after a normal run
+            signal.signal(signal.SIGINT, before)
+
+
 def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         register: bool = True) -> report.Outcome:
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
@@ -218,16 +235,13 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger, progress], lr_bounds, resume)
     started = time.perf_counter()
     try:
-        results = tuner.fit()
+        results, stopped_by_signal = fit_watching_sigint(tuner)
     except BaseException:
         tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
         raise
-    # An interrupted trial ends TERMINATED too; only a finished or early-stopped one has
-    # `done` set in its last result.
-    unfinished = sum(1 for r in results if r.error is None and not r.metrics.get("done"))
-    if unfinished:
+    if stopped_by_signal:
         tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
-        raise Interrupted(f"sweep {sweep.name} stopped with {unfinished} trial(s) unfinished; "
+        raise Interrupted(f"sweep {sweep.name} stopped before every trial finished; "
                           "continue it with --resume")
     outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results,
                                time.perf_counter() - started, register)

@@ -188,12 +188,15 @@ class SweepLogger(tune.Callback):
         self.parent_run_id = parent_run_id
         self.flush_timeout_s = flush_timeout_s
         self.run_ids: dict[str, str] = {}
+        self._started: set[str] = set()  # trials started, and ended, in this session
+        self._ended: set[str] = set()
         self._queue: deque[Callable[[MlflowClient], None]] = deque()
         self._client: MlflowClient | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles callbacks with the experiment state; the client and queue stay behind.
-        return {**self.__dict__, "_client": None, "_queue": deque(), "run_ids": {}}
+        return {**self.__dict__, "_client": None, "_queue": deque(), "run_ids": {},
+                "_started": set(), "_ended": set()}
 
     @property
     def client(self) -> MlflowClient:
@@ -236,6 +239,7 @@ class SweepLogger(tune.Callback):
         return create
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._started.add(trial.trial_id)
         self._send(self._create(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
@@ -257,16 +261,17 @@ class SweepLogger(tune.Callback):
         self._send(end)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended.add(trial.trial_id)
         self._end(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended.add(trial.trial_id)
         self._end(trial, "FAILED", last_error_line(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Mark trials that were stopped midway (Ctrl-C) KILLED; wait out an MLflow outage."""
         for trial in trials:
-            stopped_midway = trial.status != "ERROR" and not trial.last_result.get("done")
-            if stopped_midway and trial.trial_id in self.run_ids:
+            if trial.trial_id in self._started - self._ended:
                 self._end(trial, "KILLED")
         deadline = time.monotonic() + self.flush_timeout_s
         while not self.flush() and time.monotonic() < deadline:
