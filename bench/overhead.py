@@ -37,7 +37,7 @@ def overhead(folder: Path) -> tuple[float, float]:
         "tracking": {"uri": f"sqlite:///{folder}/mlflow.db"},
         "storage": {"path": str(folder / "ray_results")}})
     started = time.perf_counter()
-    outcome = study.run(exp)
+    outcome = study.run(exp, register=False)
     return outcome.fit_s, time.perf_counter() - started
 
 
@@ -49,7 +49,7 @@ def bare_samples_per_s(exp: Experiment) -> float:
 def trial_samples_per_s(exp: Experiment, folder: Path) -> list[float]:
     exp = exp.with_values({"tracking.uri": f"sqlite:///{folder}/mlflow.db",
                            "storage.path": str(folder / "ray_results")})
-    outcome = study.run(exp)
+    outcome = study.run(exp, register=False)
     client = MlflowClient(outcome.store.uri)
     kids = client.search_runs([outcome.store.experiment_id],
                               f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
