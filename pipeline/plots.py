@@ -6,12 +6,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-from pipeline.config import Experiment  # noqa: E402
-from pipeline.edges import interval  # noqa: E402
+from pipeline.config import Experiment
+from pipeline.edges import interval
 
 
 def best_so_far(values: pd.Series, mode: str) -> pd.Series:

@@ -35,7 +35,7 @@ RAY_RESULT_KEYS = {
     "node_ip", "config", "checkpoint_dir_name", "should_checkpoint", "experiment_tag",
 }
 PLACEMENT_KEYS = ("node_id", "gpu_ids", "device", "node_ip")
-SECRET_NAME = re.compile(r"(secret|password|passwd|token|api_?key|access_?key|credential)", re.I)
+SECRET_NAME = re.compile(r"(secret|password|passwd|token|api_?key|access_?key|credential)", re.IGNORECASE)
 
 
 def resolve_uri(exp: Experiment) -> str:

@@ -12,11 +12,11 @@ import sys
 import threading
 import time
 
-import ray
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from pipeline.cli import main
+from tests.two_node_cluster import joined_cluster
 
 
 def kill_busy_node(cluster: Cluster, uri: str, killed: list[str]) -> None:
@@ -37,24 +37,15 @@ def kill_busy_node(cluster: Cluster, uri: str, killed: list[str]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    # The head runs the driver only: every trial lands on a worker node.
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 0, "include_dashboard": False})
     killed: list[str] = []
-    try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        os.environ["RAY_ADDRESS"] = cluster.address
+    # The head runs the driver only: every trial lands on a worker node.
+    with joined_cluster(0, num_cpus=1) as cluster:
         watcher = threading.Thread(target=kill_busy_node, daemon=True,
                                    args=(cluster, f"sqlite:///{os.getcwd()}/mlflow.db", killed))
         watcher.start()
         code = main(argv)
         print(killed[0] if killed else "no node killed")
         return code
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
 from ray.cluster_utils import Cluster
@@ -24,20 +26,27 @@ def worker_env() -> dict[str, str | None]:
     return {key: os.environ.get(key) for key in WORKER_ENV_KEYS}
 
 
-def run(argv: list[str]) -> int:
+@contextmanager
+def joined_cluster(head_cpus: float, **worker: float) -> Iterator[Cluster]:
+    """A head and two worker nodes on this machine, with RAY_ADDRESS pointing the CLI at it."""
     cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+                      head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
     try:
         for _ in range(2):
-            cluster.add_node(num_cpus=1, num_gpus=1)
+            cluster.add_node(**worker)
         cluster.wait_for_nodes()
         os.environ["RAY_ADDRESS"] = cluster.address
-        code = main(argv)
-        print(json.dumps(ray.get(worker_env.remote())))
-        return code
+        yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def run(argv: list[str]) -> int:
+    with joined_cluster(1, num_cpus=1, num_gpus=1):
+        code = main(argv)
+        print(json.dumps(ray.get(worker_env.remote())))
+        return code
 
 
 if __name__ == "__main__":
