@@ -72,6 +72,13 @@ BAD_OVERRIDES = [
     (["data.val_fraction=1.5"], "data.val_fraction:"),
     (["search.points_to_evaluate=[{model.hidden: 3}]"], "not in search.space"),
     (["novalue"], "expected key.path=value"),
+    (["search.budget.usd=0"], "search.budget.usd:"),
+    (["search.budget.hours=-1"], "search.budget.hours:"),
+    (["search.budget.minutes=5"], "search.budget.minutes: unknown key"),
+    (["search.bayes.acq_func=UCB"], "search.bayes.acq_func:"),
+    (["search.bayes.base_estimator=GBRT"], "search.bayes.base_estimator:"),
+    (["search.bayes.n_initial_points=0"], "search.bayes.n_initial_points:"),
+    (["storage.path=s3://"], "storage.path:"),
 ]
 
 
