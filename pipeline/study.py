@@ -139,13 +139,6 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
     return exp, None
 
 
-def stored_lr_bounds(store: tracking.Store, run_id: str) -> tuple[float, float] | None:
-    metrics = store.client.get_run(run_id).data.metrics
-    if "lr_range_low" in metrics:
-        return metrics["lr_range_low"], metrics["lr_range_high"]
-    return None
-
-
 def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
            lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
     if resume:
