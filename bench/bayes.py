@@ -2,21 +2,27 @@
 
     .venv/bin/python -m bench.bayes [--quick] [--simulate]
 
-Branin@30 and Hartmann6@60 over 5 seeds: SkoptSearch at concurrency 1 and 4 through real Ray
-Tune (function trainable, reuse_actors=True), skopt's `gp_minimize` with its defaults, and
-random search. Reports median [min-max] regret, wall time, the closest pair of points that
-were running at the same time (unit cube, Euclidean: near-duplicates show up as ~0), and the
-searcher's seconds per suggestion at 100 observations. Writes bench/results/bayes.md.
+Branin@30 and Hartmann6@60 over 5 seeds: `searcher: bayes` at concurrency 1 and 4 through the
+pipeline (`pipeline.study.run` with the custom trainable `bench.objectives:trial`, real Ray
+Tune and MLflow on a SQLite file), skopt's `gp_minimize` with its defaults, and random search.
+Reports median [min-max] regret, wall time of Tuner.fit (and of the whole run with MLflow's
+summary and plots), the closest pair of points that were running at the same time (unit cube,
+Euclidean: near-duplicates show up as ~0), and the searcher's seconds per suggestion at 100
+observations. Writes bench/results/bayes.md.
 
 `--simulate` replaces Ray Tune with a Ray-free loop through the same searcher methods (keep
 k trials pending, complete them in shuffled order): the fast loop for tuning `Bayes` options.
-`--quick` runs 1 seed at half the evaluations (< 2 minutes). The full run takes about
-15 minutes on 2 idle cores (most of it the 20 Ray sweeps). Run it with OMP_NUM_THREADS=1:
+The full run adds a table over 15 seeds from that loop (the 5-seed medians are fragile: a
+median lands wherever the runs stuck in a second basin fall). `--quick` runs 1 seed at half
+the evaluations (< 2 minutes). The full run takes about 20 minutes on 2 idle cores (most of it
+the 20 pipeline sweeps). Run it with OMP_NUM_THREADS=1:
 on 2 cores BLAS threads oversubscribe and GP fits get several times slower.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import random
 import statistics
@@ -25,13 +31,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.objectives import OBJECTIVES, Objective
+from bench.objectives import BY_NAME, OBJECTIVES, Objective
 from pipeline.config import Bayes
 from pipeline.skopt_search import SkoptSearch
 
@@ -48,11 +55,14 @@ class Run:
     wall_s: float
     closest_running_pair: float = float("nan")
     """Smallest distance between two points evaluated at the same time (NaN at concurrency 1)."""
+    run_s: float = float("nan")
+    """Through the pipeline: the whole `study.run` (MLflow runs, summary, plots); wall_s is
+    its Tuner.fit alone."""
 
 
 def unit_point(objective: Objective, config: dict[str, Any]) -> np.ndarray:
     """A trial config as a point of the unit cube, where near-duplicates are measured."""
-    x = np.array([config["x"][f"x{i}"] for i in range(len(objective.bounds))])
+    x = objective.inputs(config)
     low, high = np.array(objective.bounds).T
     return (x - low) / (high - low)
 
@@ -89,36 +99,50 @@ def simulate(objective: Objective, evaluations: int, seed: int, concurrency: int
                closest if concurrency > 1 else float("nan"))
 
 
-def ray_sweep(objective: Objective, evaluations: int, seed: int, concurrency: int,
-              options: Bayes) -> Run:
-    """The sweep as the study runs it: Tuner + SkoptSearch + a function trainable."""
-    from ray import tune
+def pipeline_sweep(objective: Objective, evaluations: int, seed: int, concurrency: int,
+                   options: Bayes) -> Run:
+    """The sweep as users run it: `pipeline.study.run` on an experiment whose custom trainable
+    is `bench.objectives:trial`, MLflow on a SQLite file; the distance between running points
+    is read back from the MLflow child runs (their values and start/end times)."""
+    from pipeline import study
+    from pipeline.config import _validate
 
-    def evaluate(config: dict[str, Any]) -> None:
-        started = time.time()
-        if concurrency > 1:  # let running trials overlap in time, to measure their distance
-            time.sleep(OVERLAP_S)
-        tune.report({METRIC: objective(config), "started": started, "ended": time.time()})
-
-    tuner = tune.Tuner(
-        tune.with_resources(evaluate, {"cpu": 1 / concurrency}),  # k trials fit on 1 core
-        tune_config=tune.TuneConfig(search_alg=make_searcher(objective, seed, concurrency, options),
-                                    num_samples=evaluations, max_concurrent_trials=concurrency,
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-bayes-"),
-                                  verbose=0))
+    folder = Path(tempfile.mkdtemp(prefix="bench-bayes-"))
+    exp = _validate({
+        "name": f"bench-{objective.name.lower()}-c{concurrency}-s{seed}", "seed": seed,
+        "trainable": "bench.objectives:trial",
+        "params": {"objective": objective.name, "sleep_s": OVERLAP_S if concurrency > 1 else 0},
+        "search": {"searcher": "bayes", "metric": METRIC, "mode": "min",
+                   "num_samples": evaluations, "max_concurrent": concurrency,
+                   "space": objective.experiment_space(), "bayes": options.model_dump()},
+        "resources": {"cpu": 1 / concurrency},  # k trials fit on 1 core
+        "lr_range_test": {"enabled": False},
+        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}"},
+        "storage": {"path": str(folder / "ray_results")}})
     start = time.perf_counter()
-    results = tuner.fit()
-    wall_s = time.perf_counter() - start
-    trials = [r for r in results if r.metrics and METRIC in r.metrics]
-    return Run(min(r.metrics[METRIC] for r in trials) - objective.minimum, wall_s,
-               closest_overlapping(objective, trials) if concurrency > 1 else float("nan"))
+    with contextlib.redirect_stdout(io.StringIO()):  # one line per trial: keep the table
+        outcome = study.run(exp, register=False)
+    run_s = time.perf_counter() - start
+    trials = child_runs(outcome.store.client, outcome.parent_run_id)
+    return Run(outcome.best_value - objective.minimum, outcome.fit_s,
+               closest_overlapping(objective, trials) if concurrency > 1 else float("nan"),
+               run_s)
 
 
-def closest_overlapping(objective: Objective, trials: list[Any]) -> float:
+def child_runs(client: Any, parent_run_id: str) -> list[dict[str, Any]]:
+    """Each finished trial's searched values and start/end time, as MLflow recorded them."""
+    runs = client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000)
+    return [{"params": {k.split(".", 1)[1]: float(v) for k, v in r.data.params.items()
+                        if k.startswith("params.x")},
+             "started": r.data.metrics["started"], "ended": r.data.metrics["ended"]}
+            for r in runs if "started" in r.data.metrics]
+
+
+def closest_overlapping(objective: Objective, trials: list[dict[str, Any]]) -> float:
     """Closest pair among trials whose run times overlapped (those ran at the same time)."""
-    spans = [(r.metrics["started"], r.metrics["ended"], unit_point(objective, r.config))
-             for r in trials]
+    spans = [(t["started"], t["ended"], unit_point(objective, t)) for t in trials]
     pairs = [np.linalg.norm(a[2] - b[2]) for i, a in enumerate(spans) for b in spans[i + 1:]
              if a[0] < b[1] and b[0] < a[1]]
     return min(pairs, default=float("nan"))
@@ -146,7 +170,7 @@ def seconds_per_suggestion(objective: Objective, observations: int, concurrency:
     """Searcher time (tell + ask) per suggestion once `observations` results are in."""
     rng = np.random.default_rng(0)
     low, high = np.array(objective.bounds).T
-    known = [{f"x.x{i}": float(v) for i, v in enumerate(x)}
+    known = [{f"params.x{i}": float(v) for i, v in enumerate(x)}
              for x in rng.uniform(low, high, size=(observations, len(low)))]
     for point in known:
         point["_result"] = objective.fn(np.array(list(point.values())))
@@ -168,19 +192,52 @@ def summarise(runs: list[Run]) -> str:
     regrets = [r.regret for r in runs]
     cell = f"{statistics.median(regrets):.2g} [{min(regrets):.2g}–{max(regrets):.2g}]"
     cell += f", {statistics.median(r.wall_s for r in runs):.1f} s"
+    if not np.isnan(runs[0].run_s):
+        cell += f" ({statistics.median(r.run_s for r in runs):.1f} s with MLflow summary)"
     gaps = [r.closest_running_pair for r in runs if not np.isnan(r.closest_running_pair)]
     return cell + (f", closest running pair {min(gaps):.3f}" if gaps else "")
 
 
 def methods(simulated: bool) -> dict[str, tuple[Callable[..., Run], int]]:
-    ours = simulate if simulated else ray_sweep
-    where = "simulated" if simulated else "Ray Tune"
+    ours = simulate if simulated else pipeline_sweep
+    where = "simulated" if simulated else "pipeline"
     return {f"SkoptSearch c=1 ({where})": (ours, 1), f"SkoptSearch c=4 ({where})": (ours, 4),
             "skopt gp_minimize defaults": (native_gp_minimize, 1),
             "random search": (random_search, 1)}
 
 
-def report(seeds: range, scale: float, simulated: bool, options: Bayes) -> str:
+def _simulated_regret(job: tuple[str, int, int, int, Bayes]) -> float:
+    name, evaluations, seed, concurrency, options = job
+    warnings.filterwarnings("ignore")
+    return simulate(BY_NAME[name], evaluations, seed, concurrency, options).regret
+
+
+def robustness(seeds: range, budgets: dict[str, int], options: Bayes) -> list[str]:
+    """Medians over more seeds, Ray-free (same searcher calls, shuffled completion order):
+    with 5 seeds a median lands wherever the one or two runs stuck in a second basin fall."""
+    lines = ["", (f"Seeds {seeds.start}-{seeds.stop - 1} (Ray-free ask/tell loop, "
+                  "completion order shuffled): median [min–max] regret."), "",
+             "| concurrency | " + " | ".join(f"{o.name} @{budgets[o.name]}" for o in OBJECTIVES)
+             + " |", "| --- |" + " --- |" * len(OBJECTIVES)]
+    medians: dict[tuple[str, int], float] = {}
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        for concurrency in (1, 4):
+            cells = []
+            for o in OBJECTIVES:
+                jobs = [(o.name, budgets[o.name], s, concurrency, options) for s in seeds]
+                regrets = list(pool.map(_simulated_regret, jobs))
+                medians[o.name, concurrency] = statistics.median(regrets)
+                cells.append(f"{medians[o.name, concurrency]:.2g} "
+                             f"[{min(regrets):.2g}–{max(regrets):.2g}]")
+            lines.append(f"| {concurrency} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    ratios = ", ".join(f"{o.name} {medians[o.name, 4] / medians[o.name, 1]:.1f}x"
+                       for o in OBJECTIVES)
+    return [*lines, "", f"Median regret at c=4 over c=1: {ratios}."]
+
+
+def report(seeds: range, scale: float, simulated: bool, options: Bayes,
+           robust_seeds: range | None = None) -> str:
     budgets = {o.name: max(5, round(o.evaluations * scale)) for o in OBJECTIVES}
     head = " | ".join(f"{o.name} @{budgets[o.name]}" for o in OBJECTIVES)
     lines = [f"Seeds {list(seeds)}; median [min–max] regret, median wall time.", "",
@@ -190,6 +247,8 @@ def report(seeds: range, scale: float, simulated: bool, options: Bayes) -> str:
                  for o in OBJECTIVES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
+    if robust_seeds:
+        lines += robustness(robust_seeds, budgets, options)
     observations = round(100 * scale)
     lines.append("")
     for concurrency in (1, 4):
@@ -213,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         import ray
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     seeds, scale = (range(1), 0.5) if args.quick else (range(5), 1.0)
-    text = "# Bayesian search benchmark\n\n" + report(seeds, scale, args.simulate, Bayes())
+    robust_seeds = None if args.quick else range(15)
+    text = "# Bayesian search benchmark\n\n" + report(seeds, scale, args.simulate, Bayes(),
+                                                       robust_seeds)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text)

@@ -38,8 +38,8 @@ def main() -> str:
         results = {name: [best_val_loss(domain, seed, Path(tmp)) for seed in SEEDS]
                    for name, domain in LR_DOMAINS.items()}
     lines = ["# LR range bounds vs a wide LR range (`make bench ARGS=lr_bounds`)", "",
-             "digits mlp, random search, 8 trials x 6 epochs, dropout and width searched too; "
-             "best val_loss per sweep.", "",
+             ("digits mlp, random search, 8 trials x 6 epochs, dropout and width searched too; "
+              "best val_loss per sweep."), "",
              "| train.lr domain | " + " | ".join(f"seed {s}" for s in SEEDS) + " | median |",
              "|" + " --- |" * (len(SEEDS) + 2)]
     for name, values in results.items():

@@ -1,11 +1,13 @@
-"""Benchmark objectives with known minima, over the space format `SkoptSearch` takes.
+"""Benchmark objectives with known minima, and the custom trainable that evaluates them.
 
-Each objective reads its inputs from a trial config (`config["x"]["x0"]`, ...), so the same
-function serves the Ray Tune trainable and the Ray-free ask/tell loop.
+Each objective reads its inputs from a trial config (`config["params"]["x0"]`, ...), as the
+pipeline hands them to a custom trainable, so the same function serves `trial` (run through
+`pipeline.study`) and the Ray-free ask/tell loop.
 """
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +27,19 @@ class Objective:
     fn: Callable[[np.ndarray], float]
 
     def space(self) -> dict[str, Any]:
-        """Nested param space as the study builds it, with one constant to carry through."""
-        return {"x": {f"x{i}": tune.uniform(lo, hi) for i, (lo, hi) in enumerate(self.bounds)},
-                "constant": 1}
+        """Nested param space as the study builds it, with constants to carry through."""
+        domains = {f"x{i}": tune.uniform(lo, hi) for i, (lo, hi) in enumerate(self.bounds)}
+        return {"params": {**domains, "objective": self.name}, "seed": 0}
+
+    def experiment_space(self) -> dict[str, Any]:
+        """The same space as an experiment file's `search.space`."""
+        return {f"params.x{i}": {"uniform": [lo, hi]} for i, (lo, hi) in enumerate(self.bounds)}
+
+    def inputs(self, config: dict[str, Any]) -> np.ndarray:
+        return np.array([config["params"][f"x{i}"] for i in range(len(self.bounds))])
 
     def __call__(self, config: dict[str, Any]) -> float:
-        x = np.array([config["x"][f"x{i}"] for i in range(len(self.bounds))])
-        return float(self.fn(x))
+        return float(self.fn(self.inputs(config)))
 
 
 def branin(x: np.ndarray) -> float:
@@ -54,3 +62,14 @@ def hartmann6(x: np.ndarray) -> float:
 BRANIN = Objective("Branin", [(-5.0, 10.0), (0.0, 15.0)], 0.397887357729738, 30, branin)
 HARTMANN6 = Objective("Hartmann6", [(0.0, 1.0)] * 6, -3.322368011391339, 60, hartmann6)
 OBJECTIVES = (BRANIN, HARTMANN6)
+BY_NAME = {o.name: o for o in OBJECTIVES}
+
+
+def trial(config: dict[str, Any]) -> None:
+    """Custom trainable (`trainable: bench.objectives:trial`): evaluates `params.objective`
+    after `params.sleep_s` seconds (so that concurrent trials overlap in time) and reports
+    the value with the trial's start and end times."""
+    started = time.time()
+    time.sleep(config["params"].get("sleep_s", 0.0))
+    value = BY_NAME[config["params"]["objective"]](config)
+    tune.report({"value": value, "started": started, "ended": time.time()})

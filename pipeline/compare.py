@@ -17,7 +17,6 @@ seeds is what a user could get on another day.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import tempfile
 from dataclasses import dataclass
@@ -119,7 +118,7 @@ def variant(exp: Experiment, searcher: str, seed: int, budget: int) -> Experimen
 
 def bayes_design(exp: Experiment) -> int:
     """How many initial design points the bayes searcher would take for this space."""
-    from pipeline.skopt_search import initial_points
+    from pipeline.acquisition import initial_points
 
     return initial_points(list(exp.search.space), exp.search.bayes)  # reads only the count
 
@@ -167,8 +166,6 @@ def check_searchers(exp: Experiment, searchers: list[str], budget: int) -> None:
     for name in searchers:
         if name not in SEARCHERS:
             raise ConfigError(f"--searchers: unknown searcher {name!r} (one of {SEARCHERS})")
-    if "bayes" in searchers and importlib.util.find_spec("pipeline.skopt_search") is None:
-        raise ConfigError("--searchers: bayes needs pipeline/skopt_search.py, not installed")
     if not exp.search.space:
         raise ConfigError("search.space: a comparison needs a non-empty space")
     resolved = {path: {"loguniform": [1e-4, 1e-1]} if spec == LR_RANGE else spec

@@ -130,7 +130,7 @@ class Bayes(_Strict):
     """GP noise: "gaussian" fits it (under `gp_prior` a Gamma(1.1, 30) prior keeps it small),
     a number fixes it. Fitted: Hartmann6 0.0031 against 0.0056 at 1e-10, Branin 0.0004
     against 0.0069; a little noise smooths the fit. Running trials still never coincide: the
-    believer (skopt_search module doc) gives pending points no noise."""
+    believer (`pipeline.acquisition` module doc) gives pending points no noise."""
     gp_restarts: int = Field(2, ge=0)
     """Random restarts of the GP's kernel hyperparameter fit (skopt's default): more cost
     every refit, and the fits were not the weak point."""
@@ -188,7 +188,8 @@ class Search(_Strict):
     """Reported metric the sweep optimises."""
     mode: Literal["min", "max"] = "min"
     num_samples: int = Field(8, ge=1)
-    """Trials to run (grid: repeats of the whole grid)."""
+    """Trials per grid cell: with `grid:` entries, every searcher runs num_samples x cells
+    trials (grid and random repeat the whole grid, bayes searches each cell)."""
     max_concurrent: int = Field(2, ge=1)
     """Trials running at once (also capped by the cluster's free resources)."""
     max_failures: int = Field(0, ge=0)
@@ -338,7 +339,7 @@ def domain_values(domain: Any) -> list[Any]:
     """Representative values of a domain (its ends or members), to type-check the field."""
     if domain == LR_RANGE:
         return []
-    (kind, args), = domain.items()
+    (_, args), = domain.items()
     return list(args)
 
 

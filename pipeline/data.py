@@ -94,7 +94,7 @@ def load(cfg: Data, seed: int = 0) -> Tensors:
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(len(x) * cfg.val_fraction)))
+    n_val = max(1, round(len(x) * cfg.val_fraction))
     val, train = order[:n_val], order[n_val:]
     x_t, y_t = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, np.int64))
     return Tensors(x_t[train], y_t[train], x_t[val], y_t[val], num_classes=int(y.max()) + 1)

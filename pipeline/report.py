@@ -126,6 +126,19 @@ def log_insights(exp: Experiment, store: tracking.Store, parent_run_id: str,
                        [plots.importance_bars(shares, out / "importance.png")], "plots")
 
 
+def surrogate_plot(results: tune.ResultGrid, out: Path) -> list[Path]:
+    """The Bayesian searcher's partial-dependence plot (`skopt.plots.plot_objective`) of the
+    surrogate of the grid cell that holds the best trial; none before the GP was fitted."""
+    from pipeline.skopt_search import load_saved
+
+    searcher = load_saved(results.experiment_path, results.filesystem)
+    figure = searcher.objective_figure() if searcher is not None else None
+    if figure is None:
+        return []
+    figure.savefig(out / "surrogate_objective.png", dpi=90, bbox_inches="tight")
+    return [out / "surrogate_objective.png"]
+
+
 def _register(exp: Experiment, store: tracking.Store, parent_run_id: str, ckpt: Path,
               value: float, searched: dict[str, Any]) -> None:
     note = registry.register(store, exp, parent_run_id, ckpt, value, searched)
@@ -165,6 +178,8 @@ def summarise(exp: Experiment, sweep_name: str, parent_run_id: str, store: track
         tracking.log_files(store, parent_run_id, plots.sweep_plots(
             table, exp, out, history(results, s.metric), lr_bounds), "plots")
         log_insights(exp, store, parent_run_id, table, searched, lr_bounds, out)
+        if s.searcher == "bayes":
+            tracking.log_files(store, parent_run_id, surrogate_plot(results, out), "plots")
         checkpoint = best.get_best_checkpoint(s.metric, s.mode) if best.checkpoint else None
         if checkpoint is not None:
             with checkpoint.as_directory() as ckpt:

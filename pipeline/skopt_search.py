@@ -1,34 +1,13 @@
 """Bayesian search for Ray Tune over scikit-optimize (Ray >= 2.11 dropped its SkOptSearch).
 
-Decisions, and why:
-- **Space.** The searcher takes the whole nested trial config: constants stay in place, Ray
-  domains become skopt dimensions named by their dotted path ("train.lr"), and
-  `tune.grid_search` entries are crossed outside the optimizer.
+The searcher keeps the bookkeeping; the surrogate (`pipeline.surrogate`), the acquisition step
+and the handling of running trials (`pipeline.acquisition`) and the space mapping
+(`pipeline.skopt_space`) live apart. Decisions made here, and why:
 - **Grid x Bayes: one `skopt.Optimizer` per grid cell, served balanced** (the cell with the
   fewest started trials goes next). A grid axis is usually a structural choice (architecture,
   dropout on/off) that moves the optimum of the other knobs; a surrogate per cell keeps each
   model honest, and "every cell gets its share", the promise of a grid, holds by construction.
   The price: cells share no observations, so each needs its own initial design.
-- **Surrogate and acquisition (what closes the gap to Optuna's GPSampler).** The model stays
-  skopt's GP (Matern-5/2 ARD on inputs normalised to [0, 1], standardised outputs) with two
-  changes: Optuna's hyperparameter priors are added to the marginal likelihood (`PriorGP`)
-  and the noise is fitted under a small-noise prior. The acquisition step is ours
-  (`LogEIOptimizer`): log EI, which stays finite and ordered where EI underflows, maximised
-  by L-BFGS-B from the best of 2000 random candidates and 500 perturbations of the 5 best
-  points (random candidates alone rarely land close enough to refine the incumbent). The
-  design is max(10, 2.5 x dimensions) LHS points: 10 suits 2-d Branin, while 6-d Hartmann6
-  needs ~15 to find its global basin. Numbers are in `pipeline.config.Bayes` and
-  bench/results/bayes.md.
-- **Running trials: kriging believer with a frozen kernel.** With trials pending, a throwaway
-  optimizer holds the real observations plus each pending point at the last real model's
-  posterior mean, with the GP hyperparameters fitted on real data only. The near-noiseless
-  GP's variance collapses at pending points and the incumbent includes the believed values,
-  so expected improvement there is ~0: no (near-)duplicates. Refitting hyperparameters on
-  lies (skopt's `ask(n_points)`, or telling the minimum) distorts length scales and let a
-  noisy GP re-suggest pending points: the 2-40x losses in BASELINES.md. With a fitted noise
-  the believer gives real points their noise and pending ones none (per-point `alpha`), so
-  the variance still collapses at pending points; as log EI still ranks their immediate
-  neighbours in a converged sweep, a suggestion also keeps `MIN_GAP` from running points.
 - **Failures.** An errored trial, a missing metric or a NaN/inf value is told the worst finite
   value seen in its cell: a diverged learning rate marks its region bad without stretching
   the GP's output scale. Before a cell has any finite value such points wait as "unscored"
@@ -36,325 +15,28 @@ Decisions, and why:
 """
 from __future__ import annotations
 
-import copy
+import fnmatch
 import itertools
 import math
 import numbers
 import pickle
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow.fs
 from matplotlib.figure import Figure
 from ray.tune.search import Searcher, sample
-from scipy.optimize import minimize
-from scipy.special import erfcx, ndtr
-from sklearn.base import clone
 from skopt import Optimizer
 from skopt.learning import GaussianProcessRegressor
-from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
-from skopt.learning.gaussian_process.kernels import WhiteKernel
-from skopt.space import Categorical, Dimension, Integer, Real, Space
-from skopt.utils import cook_estimator
+from skopt.space import Space
 
-from pipeline.config import Bayes, set_path
+from pipeline.acquisition import LogEIOptimizer, believer, make_optimizer
+from pipeline.config import Bayes
+from pipeline.skopt_space import decode, encode, flatten, nest, to_dimension
 
 RESULT_KEY = "_result"  # a points_to_evaluate entry with this key is told, not run
-
-
-# ---- space: nested Ray config <-> flat skopt points -------------------------------------
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted path: leaf}; a grid_search dict and an empty dict are leaves.
-    Kept apart from `pipeline.tracking.flatten`, which would split `{"grid_search": [...]}`
-    into a "grid_search" path."""
-    flat = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and "grid_search" not in value:
-            flat.update(flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """{dotted path: value} -> nested dict (the inverse of `flatten`), by the config's own
-    `set_path` rule (so a dotted key under `params` stays one key, as in the experiment)."""
-    tree: dict[str, Any] = {}
-    for path, value in flat.items():
-        set_path(tree, path, copy.deepcopy(value))
-    return tree
-
-
-def to_dimension(path: str, domain: sample.Domain) -> Dimension:
-    """A Ray domain as a skopt dimension; Categorical gets string labels (see `decode`)."""
-    sampler = domain.get_sampler()
-    prior = "log-uniform" if isinstance(sampler, sample.LogUniform) else "uniform"
-    if not isinstance(sampler, (sample.Uniform, sample.LogUniform, sample.Grid)):
-        raise TypeError(f"{path}: {type(sampler).__name__} sampling has no skopt dimension")
-    if isinstance(domain, sample.Float):
-        return Real(domain.lower, domain.upper, prior=prior, name=path)
-    if isinstance(domain, sample.Integer):  # Ray's upper bound is exclusive, skopt's inclusive
-        return Integer(domain.lower, domain.upper - 1, prior=prior, name=path)
-    if isinstance(domain, sample.Categorical):
-        # Labels, not the objects: skopt needs hashable categories, and plots read labels.
-        labels = [str(c) for c in domain.categories]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"{path}: choices {domain.categories} do not print distinctly")
-        return Categorical(labels, name=path)
-    raise TypeError(f"{path}: unsupported domain {type(domain).__name__}")
-
-
-def decode(dim: Dimension, value: Any, choices: list[Any] | None) -> Any:
-    """A skopt value as the Python value a trial expects (int, float, or the chosen object)."""
-    if isinstance(dim, Categorical):
-        return copy.deepcopy(choices[list(dim.categories).index(value)])
-    return int(value) if isinstance(dim, Integer) else float(value)
-
-
-def encode(dim: Dimension, value: Any, choices: list[Any] | None) -> Any:
-    """A trial's value as skopt's: the inverse of `decode`."""
-    if isinstance(dim, Categorical):
-        return dim.categories[choices.index(value)]
-    return int(value) if isinstance(dim, Integer) else float(value)
-
-
-# ---- optimizers ----------------------------------------------------------------------------
-
-class PriorGP(GaussianProcessRegressor):
-    """skopt's GP with Optuna GPSampler's hyperparameter priors added to the marginal
-    likelihood it maximises: on each inverse squared length scale t, -(0.1/t + 0.1 t) (a soft
-    pull towards length 1 on the unit cube, which keeps a dimension from being switched off
-    at length 100), Gamma(2, 1) on the signal variance of the standardised outputs, and
-    Gamma(1.1, 30) on a fitted noise variance (mean ~0.04, mode ~0.003)."""
-
-    def log_marginal_likelihood(self, theta: Any = None, eval_gradient: bool = False,
-                                clone_kernel: bool = True) -> Any:
-        result = super().log_marginal_likelihood(theta, eval_gradient, clone_kernel)
-        if theta is None:
-            return result
-        prior, grad = 0.0, np.zeros_like(theta)
-        i = 0
-        for h in self.kernel_.hyperparameters:
-            if h.fixed:
-                continue
-            width = h.n_elements
-            t = theta[i:i + width]
-            if h.name.endswith("length_scale"):  # t = log length; 1/length^2 = exp(-2t)
-                inv = np.exp(-2 * t)
-                prior -= np.sum(0.1 / inv + 0.1 * inv)
-                grad[i:i + width] = -(0.2 / inv - 0.2 * inv)
-            elif h.name.endswith("constant_value"):  # Gamma(2, 1) on the variance
-                prior += np.sum(t - np.exp(t))
-                grad[i:i + width] = 1 - np.exp(t)
-            elif h.name.endswith("noise_level"):  # Gamma(1.1, 30) on a fitted noise
-                prior += np.sum(0.1 * t - 30 * np.exp(t))
-                grad[i:i + width] = 0.1 - 30 * np.exp(t)
-            i += width
-        if eval_gradient:
-            return result[0] + prior, result[1] + grad
-        return result + prior
-
-
-def gp_estimator(dims: list[Dimension], options: Bayes, seed: int | None) -> Any:
-    """skopt's GP (Matern-5/2 ARD on the unit cube, standardised outputs) with our noise model
-    and hyperparameter restarts, and Optuna's hyperparameter priors unless turned off."""
-    estimator = cook_estimator("GP", space=dims, random_state=seed, noise=options.noise,
-                               n_restarts_optimizer=options.gp_restarts)
-    if options.gp_prior and not all(isinstance(d, Categorical) for d in dims):
-        estimator = PriorGP(**estimator.get_params(deep=False))
-    return estimator
-
-
-def initial_points(dims: list[Dimension], options: Bayes) -> int:
-    """The design size: the option, or max(10, 2.5 x dimensions) when it is unset."""
-    if options.n_initial_points is not None:
-        return options.n_initial_points
-    return max(10, round(2.5 * len(dims)))
-
-
-def make_optimizer(dims: list[Dimension], options: Bayes, seed: int | None) -> Optimizer:
-    """An skopt.Optimizer configured from the experiment's `search.bayes` options: a
-    `LogEIOptimizer` for a GP with EI and the `local` acquisition optimiser."""
-    is_gp = options.base_estimator == "GP"
-    estimator = gp_estimator(dims, options, seed) if is_gp else options.base_estimator
-    local = is_gp and options.acq_optimizer == "local" and options.acq_func == "EI" \
-        and not all(isinstance(d, Categorical) for d in dims)  # skopt samples those
-    acq_optimizer = "sampling" if not is_gp else "lbfgs" if options.acq_optimizer == "local" \
-        else options.acq_optimizer  # trees have no gradient
-    optimizer = (LogEIOptimizer if local else Optimizer)(
-        dims, estimator, n_initial_points=initial_points(dims, options),
-        initial_point_generator=options.initial_point_generator, acq_func=options.acq_func,
-        acq_optimizer=acq_optimizer, random_state=seed,
-        acq_func_kwargs={"xi": options.xi, "kappa": options.kappa},
-        model_queue_size=1,  # only the last model is used; keeps save() small
-        acq_optimizer_kwargs={"n_points": options.n_points,
-                              "n_restarts_optimizer": options.n_restarts_optimizer})
-    if local:
-        optimizer.local = LocalSearch(options.n_local, options.local_scale, options.xi,
-                                      options.log_ei)
-    return optimizer
-
-
-@dataclass(frozen=True)
-class LocalSearch:
-    """Settings of `LogEIOptimizer`'s acquisition step (see `Bayes`)."""
-    n_local: int
-    """Candidates drawn around the 5 best observed points."""
-    scale: float
-    """Their largest standard deviation, as a fraction of each (normalised) dimension."""
-    xi: float
-    log: bool = True
-    """Maximise log EI (False: EI itself)."""
-
-
-MIN_GAP = 0.02
-"""Least Euclidean distance, in the normalised space, between a suggestion and a running
-point. The believer alone makes EI ~0 at running points but log EI still ranks their close
-neighbours when the model is confident everywhere else (a converged sweep): 0.004 apart."""
-
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def log_h(z: np.ndarray) -> np.ndarray:
-    """log(z * Phi(z) + phi(z)), accurate where EI underflows (z << 0)."""
-    z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
-    high, mid, low = z > -1, (z <= -1) & (z > -1e4), z <= -1e4
-    zh = z[high]
-    out[high] = np.log(zh * ndtr(zh) + np.exp(-0.5 * zh ** 2 - _LOG_SQRT_2PI))
-    zm = z[mid]  # Phi/phi = sqrt(pi/2) erfcx(-z/sqrt 2): no underflow
-    out[mid] = -0.5 * zm ** 2 - _LOG_SQRT_2PI + np.log1p(
-        zm * math.sqrt(math.pi / 2) * erfcx(-zm / math.sqrt(2)))
-    zl = z[low]
-    out[low] = -0.5 * zl ** 2 - _LOG_SQRT_2PI - 2 * np.log(-zl)
-    return out
-
-
-def log_ei(model: Any, X: np.ndarray, y_best: float, xi: float, log: bool = True) -> np.ndarray:
-    """log expected improvement (minimisation) of `model` at the rows of X."""
-    mu, std = model.predict(X, return_std=True)
-    std = np.maximum(std, 1e-12)
-    value = np.log(std) + log_h((y_best - xi - mu) / std)
-    return value if log else np.exp(value)
-
-
-class LogEIOptimizer(Optimizer):
-    """skopt.Optimizer whose acquisition step maximises log-EI from the best of random
-    candidates and of perturbations of the best points seen, refined by L-BFGS-B.
-
-    skopt's own step (EI from its best random candidates) loses the incumbent's basin once EI
-    underflows away from it, and its random candidates rarely land close enough to refine it.
-    """
-    local: LocalSearch
-
-    def _tell(self, x: Any, y: Any, fit: bool = True) -> Any:
-        result = super()._tell(x, y, fit=False)
-        if not fit or self._n_initial_points > 0 or self.base_estimator_ is None:
-            return result
-        est = clone(self.base_estimator_)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(self.space.transform(self.Xi), self.yi)
-        if len(self.models) >= (self.max_model_queue_size or math.inf):
-            self.models.pop(0)
-        self.models.append(est)
-        x = self._maximise(est, np.asarray(self.yi, dtype=float), self.rng)
-        self._next_x = self.space.inverse_transform(x.reshape(1, -1))[0]
-        result.models = self.models
-        return result
-
-    def ask_pending(self, pending: list[list[Any]], seed: int) -> list[Any]:
-        """The next point with `pending` held at the last model's posterior mean (kriging
-        believer, kernel frozen: see the module doc); the optimizer itself is not changed."""
-        model = self.models[-1]
-        Xt = self.space.transform(self.Xi + pending)
-        y = np.concatenate([self.yi, model.predict(Xt[len(self.Xi):])])
-        # Kernel frozen; real points keep the fitted noise, believed ones get none, so the
-        # variance (and EI) collapses at every pending point even under a fitted noise.
-        alpha = np.full(len(y), float(model.alpha))
-        alpha[:len(self.Xi)] += model.noise_ or 0.0
-        fantasy = clone(model).set_params(kernel=copy.deepcopy(model.kernel_), optimizer=None,
-                                          noise=None, alpha=alpha)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fantasy.fit(Xt, y)
-        x = self._maximise(fantasy, y, np.random.RandomState(seed), avoid=Xt[len(self.Xi):])
-        return self.space.inverse_transform(x.reshape(1, -1))[0]
-
-    def _maximise(self, est: Any, y: np.ndarray, rng: np.random.RandomState,
-                  avoid: np.ndarray | None = None) -> np.ndarray:
-        """The (transformed) point of highest acquisition, at least MIN_GAP from `avoid`."""
-
-        def far(P: np.ndarray) -> np.ndarray:  # rows at least MIN_GAP from every avoided one
-            if avoid is None or not len(avoid):
-                return np.ones(len(P), dtype=bool)
-            return (np.linalg.norm(P[:, None] - avoid[None], axis=2) >= MIN_GAP).all(axis=1)
-
-        bounds = np.array(self.space.transformed_bounds, dtype=float)
-        low, high = bounds[:, 0], bounds[:, 1]
-        y_best, xi = float(np.min(y)), self.local.xi
-        X = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=rng))
-        best = self.space.transform([self.Xi[i] for i in np.argsort(y[:len(self.Xi)])[:5]])
-        pick = best[rng.randint(len(best), size=self.local.n_local)]
-        scales = self.local.scale * 10.0 ** -rng.randint(0, 3, size=(len(pick), 1))
-        near = np.clip(pick + rng.normal(size=pick.shape) * scales * (high - low),
-                       low, high)
-        candidates = np.vstack([X, near])
-        values = np.where(far(candidates), log_ei(est, candidates, y_best, xi, self.local.log),
-                          -np.inf)
-        starts = candidates[np.argsort(-values)[:self.n_restarts_optimizer]]
-        step = 1e-6 * (high - low)
-
-        def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
-            """-log EI and its forward-difference gradient, in one batched prediction."""
-            h = np.where(x + step <= high, step, -step)
-            v = log_ei(est, np.vstack([x, x + np.diag(h)]), y_best, xi, self.local.log)
-            return -float(v[0]), -(v[1:] - v[0]) / h
-
-        found = [(values.max(), candidates[np.argmax(values)])]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for x0 in starts:
-                r = minimize(negative, x0, jac=True, method="L-BFGS-B",
-                             bounds=list(zip(low, high)), options={"maxiter": 50})
-                found.append((-r.fun, np.clip(r.x, low, high)))
-        points = np.array([x for _, x in found])
-        rounded = self.space.transform(self.space.inverse_transform(points))
-        scores = np.where(far(rounded), [v for v, _ in found], -np.inf)
-        return points[int(np.argmax(scores))]
-
-
-def frozen_gp(gp: GaussianProcessRegressor) -> GaussianProcessRegressor:
-    """An unfitted copy of `gp` whose kernel is the fitted one and is never re-optimised."""
-    kernel = copy.deepcopy(gp.kernel_)
-    has_white, white_param = _param_for_white_kernel_in_Sum(kernel)
-    if has_white and gp.noise_:  # skopt zeroes the fitted noise for prediction: restore it
-        kernel.set_params(**{white_param: WhiteKernel(gp.noise_, noise_level_bounds="fixed")})
-    return clone(gp).set_params(kernel=kernel, optimizer=None)
-
-
-def believer(opt: Optimizer, pending: list[list[Any]], seed: int) -> Optimizer:
-    """A throwaway copy of `opt` that also holds `pending` at believed values (module doc)."""
-    model = opt.models[-1] if opt.models else None
-    if model is not None:
-        lies = list(model.predict(opt.space.transform(pending)))
-    else:  # still in the initial design: the values only advance it past pending points
-        lies = [float(np.mean(opt.yi)) if opt.yi else 0.0] * len(pending)
-    estimator = frozen_gp(model) if isinstance(model, GaussianProcessRegressor) \
-        else opt.base_estimator_
-    fantasy = type(opt)(**{**opt.specs["args"], "base_estimator": estimator,
-                           "random_state": seed})
-    if hasattr(opt, "local"):
-        fantasy.local = opt.local
-    fantasy._initial_samples = opt._initial_samples  # as Optimizer.copy does
-    if hasattr(opt, "gains_"):
-        fantasy.gains_ = np.copy(opt.gains_)
-    fantasy.tell(opt.Xi + pending, opt.yi + lies)
-    return fantasy
 
 
 @dataclass
@@ -378,7 +60,6 @@ class SkoptSearch(Searcher):
         self._rng = np.random.RandomState(seed)  # seeds for believers and missing values
         self._max_concurrent = max_concurrent
         self._pending: dict[str, tuple[int, list[Any]]] = {}  # trial id -> (cell, point)
-        self._history: list[float] = []  # metric per completed trial, NaN for failures
         self._points = list(points_to_evaluate)
         self._queue: deque[dict[str, Any]] = deque()  # points to run, first in first out
         self._known: list[dict[str, Any]] = []  # points with a result, told on first suggest
@@ -491,7 +172,6 @@ class SkoptSearch(Searcher):
     def _observe(self, index: int, points: list[list[Any]], values: list[Any]) -> None:
         """Tell a cell's results in one GP refit; failures get the worst finite value."""
         cell = self._cells[index]
-        self._history += [float(v) if _finite(v) else math.nan for v in values]
         scored = [(p, self._sign() * float(v)) for p, v in zip(points, values) if _finite(v)]
         cell.unscored += [p for p, v in zip(points, values) if not _finite(v)]
         known = cell.optimizer.yi + [y for _, y in scored]
@@ -521,20 +201,6 @@ class SkoptSearch(Searcher):
 
     # ---- plots ---------------------------------------------------------------------------
 
-    def convergence_figure(self) -> Figure | None:
-        """Best value so far against completed trial; None before any finite value."""
-        values = np.array(self._history, dtype=float)
-        if not np.isfinite(values).any():
-            return None
-        best = (np.fmin if self._mode == "min" else np.fmax).accumulate(values)
-        figure = Figure(figsize=(6, 4))
-        ax = figure.subplots()
-        ax.plot(np.arange(1, len(values) + 1), values, "o", alpha=0.4, label="trial")
-        ax.step(np.arange(1, len(values) + 1), best, where="post", label="best so far")
-        ax.set(xlabel="completed trial", ylabel=self._metric, title="Convergence")
-        ax.legend()
-        return figure
-
     def objective_figure(self) -> Figure | None:
         """skopt's partial dependence plot of the GP surrogate of the cell holding the best
         trial; None when no cell has a fitted GP (trees' surrogates are too coarse to read)."""
@@ -550,6 +216,22 @@ class SkoptSearch(Searcher):
         figure = np.ravel(plot_objective(best.optimizer.get_result()))[0].figure
         plt.close(figure)  # pyplot would keep it alive; savefig still works on it
         return figure
+
+
+def load_saved(experiment_path: str, filesystem: pyarrow.fs.FileSystem) -> SkoptSearch | None:
+    """The searcher as Tune last saved it in a sweep's folder (local or S3), for the summary's
+    plots: after `--resume` Tune restores its own copy and the study holds no handle to it.
+    None when the folder has no saved searcher."""
+    pattern = Searcher.CKPT_FILE_TMPL.format("*")  # the session timestamp sorts them
+    saved = sorted(info.path for info in filesystem.get_file_info(
+        pyarrow.fs.FileSelector(experiment_path)) if fnmatch.fnmatch(info.base_name, pattern))
+    if not saved:
+        return None
+    with filesystem.open_input_stream(saved[-1]) as stream:
+        state = pickle.loads(stream.read())
+    searcher = SkoptSearch(space={})
+    searcher.__dict__.update(state)
+    return searcher
 
 
 def _finite(value: Any) -> bool:

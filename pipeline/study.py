@@ -151,11 +151,14 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
     storage_path, filesystem = storage.tune_location(sweep.storage_path)
     search_alg, param_space = make_search(exp, to_tune(exp, lr_bounds))
     search_alg, guards = budget.guard(exp, search_alg, cost.pricing(exp))
+    # Tune repeats a param_space grid num_samples times, but a Searcher's num_samples counts
+    # all its trials: bayes crosses the grid itself, so it gets the total
+    num_samples = s.num_samples * grid_size(exp) if s.searcher == "bayes" else s.num_samples
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=s.metric, mode=s.mode, num_samples=s.num_samples, search_alg=search_alg,
+            metric=s.metric, mode=s.mode, num_samples=num_samples, search_alg=search_alg,
             scheduler=make_scheduler(exp),
             # a fresh actor per trial costs ~2 s here (BASELINES.md); reuse them
             reuse_actors=True),
@@ -221,11 +224,11 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     store = tracking.connect(exp)
     sweep = locate(exp, store, resume)
     exp, sweep, lr_bounds = _start(exp, store, sweep, exp_file, data)
-    print(f"Sweep {sweep.name}: {exp.search.searcher} search, {exp.search.num_samples} "
-          f"trial(s), results in {sweep.path}")
+    trials = exp.search.num_samples * grid_size(exp)
+    print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
+          f"{sweep.path}")
     logger = tracking.SweepLogger(store, sweep.parent_run_id)
-    progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space),
-                        exp.search.num_samples * grid_size(exp))
+    progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space), trials)
     tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger, progress], lr_bounds, resume)
     started = time.perf_counter()
     try:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
-import shutil
 import sys
 import tempfile
 import time
@@ -201,7 +201,7 @@ def test_ctrl_c_marks_runs_killed_and_resume_finishes(workdir: Path) -> None:
     assert {r.info.status for r in child_runs()} == {"KILLED"}
     assert parent_run().info.status == "KILLED"
 
-    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
 
@@ -262,7 +262,7 @@ def test_tracking_server_restart_mid_sweep_loses_no_metric(workdir: Path) -> Non
         stop(server)
         time.sleep(4)  # steps reported now can only be queued
         server = start_mlflow_server(workdir, port)
-        code, out, err = sweep.finish()
+        code, _, err = sweep.finish()
         assert code == 0, err[-3000:]
     finally:
         stop(server)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from pipeline.config import Experiment
 from pipeline.data import Data, load
