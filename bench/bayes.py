@@ -55,6 +55,8 @@ class Run:
     wall_s: float
     closest_running_pair: float = float("nan")
     """Smallest distance between two points evaluated at the same time (NaN at concurrency 1)."""
+    best_so_far: list[float] | None = None
+    """Regret after each evaluation (Ray-free loop only)."""
     run_s: float = float("nan")
     """Through the pipeline: the whole `study.run` (MLflow runs, summary, plots); wall_s is
     its Tuner.fit alone."""
@@ -80,8 +82,9 @@ def make_searcher(objective: Objective, seed: int, concurrency: int,
 # ---- ways to run one sweep ---------------------------------------------------------------
 
 def simulate(objective: Objective, evaluations: int, seed: int, concurrency: int,
-             options: Bayes) -> Run:
-    """Ray-free sweep: k trials stay pending and finish in a shuffled order."""
+             options: Bayes, shuffled: bool = True) -> Run:
+    """Ray-free sweep: k trials stay pending and finish in a shuffled order, or (`shuffled`
+    False) in the order they started, as equal-length trials do in the pipeline."""
     searcher = make_searcher(objective, seed, concurrency, options)
     order = random.Random(seed)
     running: dict[str, dict[str, Any]] = {}
@@ -92,11 +95,12 @@ def simulate(objective: Objective, evaluations: int, seed: int, concurrency: int
             running[str(started)] = searcher.suggest(str(started))
             started += 1
         closest = min(closest, closest_pair([unit_point(objective, c) for c in running.values()]))
-        trial_id = order.choice(sorted(running))
+        trial_id = order.choice(sorted(running)) if shuffled else min(running, key=int)
         values.append(objective(running.pop(trial_id)))
         searcher.on_trial_complete(trial_id, {METRIC: values[-1]})
     return Run(min(values) - objective.minimum, time.perf_counter() - start,
-               closest if concurrency > 1 else float("nan"))
+               closest if concurrency > 1 else float("nan"),
+               list(np.minimum.accumulate(values) - objective.minimum))
 
 
 def pipeline_sweep(objective: Objective, evaluations: int, seed: int, concurrency: int,
@@ -206,34 +210,47 @@ def methods(simulated: bool) -> dict[str, tuple[Callable[..., Run], int]]:
             "random search": (random_search, 1)}
 
 
-def _simulated_regret(job: tuple[str, int, int, int, Bayes]) -> float:
-    name, evaluations, seed, concurrency, options = job
+def _simulated_curve(job: tuple[str, int, int, int, Bayes, bool]) -> list[float]:
+    name, evaluations, seed, concurrency, options, shuffled = job
     warnings.filterwarnings("ignore")
-    return simulate(BY_NAME[name], evaluations, seed, concurrency, options).regret
+    return simulate(BY_NAME[name], evaluations, seed, concurrency, options,
+                    shuffled).best_so_far
 
 
 def robustness(seeds: range, budgets: dict[str, int], options: Bayes) -> list[str]:
-    """Medians over more seeds, Ray-free (same searcher calls, shuffled completion order):
-    with 5 seeds a median lands wherever the one or two runs stuck in a second basin fall."""
-    lines = ["", (f"Seeds {seeds.start}-{seeds.stop - 1} (Ray-free ask/tell loop, "
-                  "completion order shuffled): median [min–max] regret."), "",
+    """Medians over more seeds, Ray-free (same searcher calls): with 5 seeds a median lands
+    wherever the one or two runs stuck in a second basin fall. At c=4 trials finish in start
+    order (equal-length trials: the pipeline rows above) or shuffled (uneven trials)."""
+    lines = ["", (f"Seeds {seeds.start}-{seeds.stop - 1} (Ray-free ask/tell loop): median "
+                  "[min–max] regret."), "",
              "| concurrency | " + " | ".join(f"{o.name} @{budgets[o.name]}" for o in OBJECTIVES)
              + " |", "| --- |" + " --- |" * len(OBJECTIVES)]
-    medians: dict[tuple[str, int], float] = {}
+    rows = {"1": (1, True), "4, finishing in start order": (4, False),
+            "4, finishing in shuffled order": (4, True)}
+    medians: dict[tuple[str, str], float] = {}
+    serial_curves: dict[str, np.ndarray] = {}  # c=1's median regret after each evaluation
     with ProcessPoolExecutor(os.cpu_count()) as pool:
-        for concurrency in (1, 4):
+        for row, (concurrency, shuffled) in rows.items():
             cells = []
             for o in OBJECTIVES:
-                jobs = [(o.name, budgets[o.name], s, concurrency, options) for s in seeds]
-                regrets = list(pool.map(_simulated_regret, jobs))
-                medians[o.name, concurrency] = statistics.median(regrets)
-                cells.append(f"{medians[o.name, concurrency]:.2g} "
-                             f"[{min(regrets):.2g}–{max(regrets):.2g}]")
-            lines.append(f"| {concurrency} | " + " | ".join(cells) + " |")
+                jobs = [(o.name, budgets[o.name], s, concurrency, options, shuffled)
+                        for s in seeds]
+                curves = np.array(list(pool.map(_simulated_curve, jobs)))
+                serial_curves.setdefault(o.name, np.median(curves, axis=0))
+                regrets = list(curves[:, -1])
+                medians[o.name, row] = statistics.median(regrets)
+                cells.append(f"{medians[o.name, row]:.2g} [{min(regrets):.2g}–{max(regrets):.2g}]")
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
-    ratios = ", ".join(f"{o.name} {medians[o.name, 4] / medians[o.name, 1]:.1f}x"
-                       for o in OBJECTIVES)
-    return [*lines, "", f"Median regret at c=4 over c=1: {ratios}."]
+    ratios = "; ".join(f"{row}: " + ", ".join(
+        f"{o.name} {medians[o.name, row] / medians[o.name, '1']:.1f}x" for o in OBJECTIVES)
+        for row in list(rows)[1:])
+    # what c=4 loses, in evaluations: c=1's median reaches c=4's final median after n of them
+    same_as = "; ".join(f"{row}: " + ", ".join(
+        f"{o.name} {1 + int(np.argmax(serial_curves[o.name] <= medians[o.name, row]))}"
+        for o in OBJECTIVES) for row in list(rows)[1:])
+    return [*lines, "", f"Median regret at c=4 over c=1 ({ratios}).",
+            f"c=1 reaches c=4's median final regret after this many evaluations ({same_as})."]
 
 
 def report(seeds: range, scale: float, simulated: bool, options: Bayes,

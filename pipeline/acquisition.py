@@ -15,10 +15,12 @@
   losses in BASELINES.md. With a fitted noise the believer gives real points their noise and
   pending ones none (per-point `alpha`), so the variance still collapses at pending points; as
   log EI still ranks their immediate neighbours in a converged sweep, a suggestion also keeps
-  `MIN_GAP` from running points. Tried and dropped (bench --simulate, 5-15 seeds, Branin
-  c=4): the constant liar at the minimum (regret 0.63 vs 0.005), believed values capped at
-  the minimum (0.32), Thompson sampling from the believer (0.047), local penalisation
-  (0.025), an incumbent from real values only (no change).
+  `MIN_GAP` from running points. Tried and dropped (Ray-free loop of bench/bayes.py, Branin
+  c=4, median regret against the believer's): the constant liar at the minimum (0.63 vs
+  0.005, 5 seeds), believed values capped at the minimum (0.32), Thompson sampling from the
+  believer (0.047), local penalisation (0.025); no change over 15 seeds: an incumbent from
+  real values only, believed points keeping the fitted noise, one or two running "exploit"
+  points at the posterior mean's minimum, a larger or smaller design.
 """
 from __future__ import annotations
 
