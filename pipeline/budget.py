@@ -2,8 +2,9 @@
 
 A Ray Tune `Stopper` would stop the running trials too; this finishes the search algorithm
 instead, so Tune creates no more trials and lets the running ones end normally.
-Limitation: `--resume` restores this callback from Tune's saved state, apart from the restored
-search algorithm, so a resumed sweep reports its spending (and `budget_stop`) but is not stopped.
+The spend is recomputed from every trial Tune passes in, not accumulated in the callback: after
+`--resume` the callback comes back from the pickled run config with its state at the start of
+the sweep, while Tune's trials (finished ones included) come back with their last results.
 """
 from __future__ import annotations
 
@@ -22,16 +23,18 @@ class BudgetGuard(tune.Callback):
 
     def __init__(self, exp: Experiment, pricing: cost.Pricing, search_alg: SearchAlgorithm):
         self.budget, self.pricing, self.search_alg = exp.search.budget, pricing, search_alg
-        self.last_results: dict[str, dict[str, Any]] = {}
         self.reason: str | None = None
 
-    def spent(self) -> cost.Totals:
-        return cost.totals(self.pricing.trial(r) for r in self.last_results.values())
+    def spent(self, trials: list, latest: dict[str, dict[str, Any]]) -> cost.Totals:
+        """All trials' spend from their last results, `latest` (trial id -> result) first:
+        Tune calls back before it updates a trial's last result."""
+        results = {t.trial_id: latest.get(t.trial_id, t.last_result or {}) for t in trials}
+        return cost.totals(self.pricing.trial(r) for r in results.values())
 
-    def _check(self, trials: list) -> None:
+    def _check(self, trials: list, latest: dict[str, dict[str, Any]]) -> None:
         if self.reason is not None:
             return
-        self.reason = cost.over_budget(self.spent(), self.budget)
+        self.reason = cost.over_budget(self.spent(trials, latest), self.budget)
         if self.reason is not None:
             self.search_alg.set_finished()
             running = sum(1 for t in trials if t.status == "RUNNING")
@@ -40,12 +43,10 @@ class BudgetGuard(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        self.last_results[trial.trial_id] = result
-        self._check(trials)
+        self._check(trials, {trial.trial_id: result})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.last_results[trial.trial_id] = trial.last_result or {}
-        self._check(trials)
+        self._check(trials, {})
 
 
 def guard(exp: Experiment, search_alg: SearchAlgorithm | Searcher,

@@ -2,6 +2,7 @@
 (End to end, through a real sweep: tests/test_results.py.)"""
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher, SearchGenerator
@@ -36,11 +37,29 @@ def test_a_searcher_is_wrapped_so_it_can_be_finished(workdir) -> None:
 def test_the_guard_finishes_the_search_when_trial_hours_are_spent(workdir, capsys) -> None:
     exp = load(write_experiment(workdir, "name: b\nsearch: {budget: {hours: 1.0}}\n"))
     search_alg, (guard,) = budget.guard(exp, BasicVariantGenerator(), cost.pricing(exp))
-    running = SimpleNamespace(trial_id="a", status="RUNNING")
+    running = SimpleNamespace(trial_id="a", status="RUNNING", last_result={})
     guard.on_trial_result(1, [running], running, {"time_total_s": 1800.0})
     assert not search_alg.is_finished()
-    other = SimpleNamespace(trial_id="b", status="RUNNING")
+    running.last_result = {"time_total_s": 1800.0}  # as Tune updates it after the callback
+    other = SimpleNamespace(trial_id="b", status="RUNNING", last_result={})
     guard.on_trial_result(2, [running, other], other, {"time_total_s": 1800.0})
     assert search_alg.is_finished()
     assert "Budget reached (budget.hours: 1 of 1 trial-hours spent): no new trials; 2 " \
            "running trial(s) may finish" in capsys.readouterr().out
+
+
+def test_after_resume_trials_finished_before_the_restart_count(workdir) -> None:
+    """`--resume` unpickles the guard with the search algorithm (one pickle, so the link
+    holds) in its start-of-sweep state; Tune hands it the restored trials with their results."""
+    exp = load(write_experiment(workdir, "name: b\nsearch: {budget: {hours: 1.0}}\n"))
+    search_alg, (guard,) = budget.guard(exp, BasicVariantGenerator(), cost.pricing(exp))
+    search_alg, guard = pickle.loads(pickle.dumps((search_alg, guard)))
+    assert guard.search_alg is search_alg
+    before = SimpleNamespace(trial_id="old", status="TERMINATED",
+                             last_result={"time_total_s": 3000.0})
+    resumed = SimpleNamespace(trial_id="new", status="RUNNING", last_result={})
+    guard.on_trial_result(1, [before, resumed], resumed, {"time_total_s": 500.0})
+    assert not search_alg.is_finished()  # 3500 s of 3600
+    resumed.last_result = {"time_total_s": 500.0}
+    guard.on_trial_result(2, [before, resumed], resumed, {"time_total_s": 700.0})
+    assert search_alg.is_finished()  # 3700 s

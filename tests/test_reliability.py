@@ -189,6 +189,38 @@ def test_killed_driver_resumes_the_same_sweep_and_runs(workdir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_budget_spent_before_a_restart_counts_after_resume(workdir: Path) -> None:
+    """7.5 s of 2 s trials, one at a time; the driver dies once MLflow shows 3 finished (Tune's
+    saved state may be a trial behind). Counting what was spent before, the resumed sweep
+    stops at 4 or 5 trials; counting only its own trials it would run 4 more (6 or 7)."""
+    exp_file = write_experiment(workdir, """
+name: rel
+trainable: tests.trainables:slow_steps
+params: {steps: 2, step_s: 1.0}
+search:
+  searcher: random
+  metric: score
+  mode: max
+  num_samples: 10
+  max_concurrent: 1
+  budget: {hours: 0.0020833}
+  space:
+    params.x: {uniform: [0.0, 1.0]}
+""")
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: sum(r.info.status == "FINISHED" for r in child_runs()) >= 3,
+             timeout_s=180, while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    assert "Budget reached (budget.hours:" in out
+    assert len(child_runs()) <= 5
+    assert "budget_stop" in parent_run().data.tags
+
+
+@pytest.mark.slow
 def test_ctrl_c_marks_runs_killed_and_resume_finishes(workdir: Path) -> None:
     exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
     first = Cli(workdir, str(exp_file))
