@@ -190,20 +190,21 @@ def test_killed_driver_resumes_the_same_sweep_and_runs(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_budget_spent_before_a_restart_counts_after_resume(workdir: Path) -> None:
-    """7.5 s of 2 s trials, one at a time; the driver dies once MLflow shows 3 finished (Tune's
-    saved state may be a trial behind). Counting what was spent before, the resumed sweep
-    stops at 4 or 5 trials; counting only its own trials it would run 4 more (6 or 7)."""
+    """11 s of 3 s trials, one at a time; the driver dies once MLflow shows 3 finished, ~3 s
+    before the budget (Tune's saved state may be a trial behind). Counting what was spent
+    before, the resumed sweep stops at 4 or 5 trials; counting only its own trials it would
+    run 4 more (6 or 7)."""
     exp_file = write_experiment(workdir, """
 name: rel
 trainable: tests.trainables:slow_steps
-params: {steps: 2, step_s: 1.0}
+params: {steps: 2, step_s: 1.5}
 search:
   searcher: random
   metric: score
   mode: max
   num_samples: 10
   max_concurrent: 1
-  budget: {hours: 0.0020833}
+  budget: {hours: 0.0030556}
   space:
     params.x: {uniform: [0.0, 1.0]}
 """)
