@@ -13,7 +13,7 @@ from ray import tune
 
 from pipeline import cost, edges, importance, plots, registry, tracking
 from pipeline.config import Experiment
-from pipeline.space import grid_size
+from pipeline.space import trial_count
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def log_costs(exp: Experiment, store: tracking.Store, parent_run_id: str,
     print(f"Cost: {spent.trial_hours:.3g} trial-hours, {spent.gpu_hours:.3g} GPU-hours, "
           f"${spent.usd:.2f} estimated")
     reason = cost.over_budget(spent, exp.search.budget)
-    planned = exp.search.num_samples * grid_size(exp)
+    planned = trial_count(exp)
     if reason is not None and len(results) < planned:
         note = f"{reason}; {len(results)} of {planned} trials started"
         store.client.set_tag(parent_run_id, "budget_stop", note)

@@ -35,13 +35,13 @@ def to_tune(exp: Experiment, lr_bounds: tuple[float, float] | None = None) -> di
     return space
 
 
-def grid_size(exp: Experiment) -> int:
-    """Cells of the grid that `grid:` entries span (1 without any)."""
-    size = 1
+def trial_count(exp: Experiment) -> int:
+    """Trials a sweep runs: `num_samples` in each cell of the grid that `grid:` entries span."""
+    cells = 1
     for spec in exp.search.space.values():
         if isinstance(spec, dict) and "grid" in spec:
-            size *= len(spec["grid"])
-    return size
+            cells *= len(spec["grid"])
+    return exp.search.num_samples * cells
 
 
 def get_path(tree: dict[str, Any], path: str) -> Any:

@@ -25,7 +25,7 @@ from pipeline import budget, cluster, cost, report, storage, tracking
 from pipeline import data as datasets
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.progress import Progress
-from pipeline.space import grid_size, points_to_configs, to_tune
+from pipeline.space import points_to_configs, to_tune, trial_count
 from pipeline.trainable import train_trial
 
 SWEEP_TAG = "pipeline.sweep"
@@ -153,7 +153,7 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
     search_alg, guards = budget.guard(exp, search_alg, cost.pricing(exp))
     # Tune repeats a param_space grid num_samples times, but a Searcher's num_samples counts
     # all its trials: bayes crosses the grid itself, so it gets the total
-    num_samples = s.num_samples * grid_size(exp) if s.searcher == "bayes" else s.num_samples
+    num_samples = trial_count(exp) if s.searcher == "bayes" else s.num_samples
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -224,7 +224,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     store = tracking.connect(exp)
     sweep = locate(exp, store, resume)
     exp, sweep, lr_bounds = _start(exp, store, sweep, exp_file, data)
-    trials = exp.search.num_samples * grid_size(exp)
+    trials = trial_count(exp)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
           f"{sweep.path}")
     logger = tracking.SweepLogger(store, sweep.parent_run_id)
