@@ -40,7 +40,7 @@ import numpy as np
 
 from bench.objectives import BY_NAME, OBJECTIVES, Objective
 from pipeline.config import Bayes
-from pipeline.skopt_search import SkoptSearch
+from pipeline.search.skopt_search import SkoptSearch
 
 RESULTS = Path(__file__).parent / "results" / "bayes.md"
 METRIC = "value"

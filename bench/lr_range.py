@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import lr_range, training
 from pipeline.config import Data, Experiment, LRRangeTest, Model, Train
-from pipeline.data import Tensors, load
+from pipeline.training import loop as training
+from pipeline.training import lr_range
+from pipeline.training.data import Tensors, load
 
 GRID_LRS = np.geomspace(1e-4, 3.0, 13)
 SEEDS = (0, 1, 2)

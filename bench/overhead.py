@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline import study, training
+from pipeline import study
 from pipeline.config import Experiment
-from pipeline.data import load
+from pipeline.training import loop as training
+from pipeline.training.data import load
 
 RESULTS = Path(__file__).parent / "results" / "overhead.md"
 TRIALS, EPOCH_S, EPOCHS, SLOTS = 12, 1.0, 5, 2

@@ -75,10 +75,10 @@ def _lr_find(args: argparse.Namespace) -> None:
 
 
 def _best(args: argparse.Namespace) -> None:
-    from pipeline import registry, tracking
+    from pipeline.results import registry, tracking
 
     exp = load(args.experiment, args.overrides)
-    uri = tracking.resolve_uri(exp)
+    uri = tracking.resolve_uri(exp.tracking.uri)
     tracking.check_reachable(uri)
     found = registry.champion(uri, exp)
     if found is None:

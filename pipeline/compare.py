@@ -25,10 +25,12 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import data as datasets
-from pipeline import plots, report, study, tracking
+from pipeline import context, study
 from pipeline.config import LR_RANGE, ConfigError, Experiment
-from pipeline.edges import interval
+from pipeline.context import SweepContext
+from pipeline.results import plots, report, tracking
+from pipeline.results.edges import interval
+from pipeline.training import data as datasets
 
 SEARCHERS = ("grid", "random", "bayes")
 
@@ -118,7 +120,7 @@ def variant(exp: Experiment, searcher: str, seed: int, budget: int) -> Experimen
 
 def bayes_design(exp: Experiment) -> int:
     """How many initial design points the bayes searcher would take for this space."""
-    from pipeline.acquisition import initial_points
+    from pipeline.search.acquisition import initial_points
 
     return initial_points(list(exp.search.space), exp.search.bayes)  # reads only the count
 
@@ -148,11 +150,12 @@ def arms_table(arms: list[Arm]) -> pd.DataFrame:
         "run_id": a.outcome.parent_run_id} for a in arms])
 
 
-def _resolve_lr(exp: Experiment, store: tracking.Store, run_id: str) -> Experiment:
+def _resolve_lr(exp: Experiment, ctx: SweepContext, store: tracking.Store,
+                run_id: str) -> Experiment:
     """Run the LR range test once (logged on the comparison run) and apply what it says."""
     if not exp.lr_range_test.enabled or exp.trainable is not None:
         return exp
-    study.init_ray(exp)
+    study.init_ray(ctx)
     exp, bounds = study.lr_stage(exp, datasets.load(exp.data, exp.seed), store, run_id)
     if bounds is None:
         return exp
@@ -179,11 +182,11 @@ def run(exp: Experiment, exp_file: Path | None, searchers: list[str], budget: in
         figure: Path | None = None) -> Comparison:
     """Run every (searcher, seed) sweep, then log the comparison on a parent run of its own."""
     check_searchers(exp, searchers, budget)
-    tracking.check_reachable(tracking.resolve_uri(exp))
-    store = tracking.connect(exp)
+    ctx = context.resolve(exp)
+    store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
     run_id = report.open_comparison(store, exp, searchers, budget, seeds)
     try:
-        resolved = _resolve_lr(exp, store, run_id)
+        resolved = _resolve_lr(exp, ctx, store, run_id)
         arms = []
         for searcher in searchers:
             for seed in range(exp.seed, exp.seed + seeds):

@@ -18,15 +18,18 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
-from pipeline import budget, cluster, cost, report, storage, tracking
-from pipeline import data as datasets
+from pipeline import context
 from pipeline.config import LR_RANGE, ConfigError, Experiment
-from pipeline.progress import Progress
-from pipeline.space import points_to_configs, to_tune, trial_count
-from pipeline.trainable import train_trial
+from pipeline.context import SweepContext
+from pipeline.execution import budget, cluster, storage
+from pipeline.execution.progress import Progress
+from pipeline.execution.trainable import train_trial
+from pipeline.results import report, tracking
+from pipeline.search.schedulers import make_scheduler
+from pipeline.search.searchers import make_search
+from pipeline.search.space import to_tune, trial_count
+from pipeline.training import data as datasets
 
 SWEEP_TAG = "pipeline.sweep"
 
@@ -48,15 +51,10 @@ class Sweep:
         return f"{self.storage_path.rstrip('/')}/{self.name}"
 
 
-def _storage_path(exp: Experiment) -> str:
-    path = exp.storage.path
-    return path if "://" in path else str(Path(path).resolve())
-
-
-def locate(exp: Experiment, store: tracking.Store, resume: bool) -> Sweep:
+def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bool) -> Sweep:
     """A new sweep, or (with resume) the latest one of this experiment with its parent run."""
     if not resume:
-        return Sweep(f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}", _storage_path(exp))
+        return Sweep(f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}", ctx.storage_path)
     runs = store.client.search_runs(
         [store.experiment_id], f"tags.`{SWEEP_TAG}` LIKE '{exp.name}-%'",
         order_by=["attributes.start_time DESC"], max_results=1)
@@ -69,15 +67,15 @@ def locate(exp: Experiment, store: tracking.Store, resume: bool) -> Sweep:
     return sweep
 
 
-def init_ray(exp: Experiment) -> None:
+def init_ray(ctx: SweepContext) -> None:
     """Join RAY_ADDRESS / cluster.address when given, else start a local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Keeping only the best checkpoint forces a state snapshot per epoch; that is cheap here
     # and the warning about it would repeat every few seconds.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
-        ray.init(address=cluster.address(exp), include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"env_vars": cluster.worker_env(exp)})
+        ray.init(address=ctx.ray_address, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": ctx.worker_env})
 
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
@@ -89,35 +87,11 @@ def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     return tune.with_resources(fn, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
 
 
-def make_search(exp: Experiment, space: dict[str, Any]) -> tuple[SearchAlgorithm | Searcher,
-                                                                  dict[str, Any]]:
-    """The search algorithm, and the param space Tune gets alongside it."""
-    s = exp.search
-    if s.searcher == "bayes":
-        from pipeline.skopt_search import SkoptSearch
-
-        searcher = SkoptSearch(space=space, options=s.bayes, metric=s.metric, mode=s.mode,
-                               seed=exp.seed, points_to_evaluate=s.points_to_evaluate,
-                               max_concurrent=s.max_concurrent)
-        # The limiter keeps Tune from asking for more than k points; the searcher itself
-        # accounts for the ones pending.
-        return ConcurrencyLimiter(searcher, s.max_concurrent), {}
-    return BasicVariantGenerator(points_to_evaluate=points_to_configs(exp) or None,
-                                 max_concurrent=s.max_concurrent, random_state=exp.seed), space
-
-
-def make_scheduler(exp: Experiment) -> TrialScheduler:
-    if exp.search.scheduler == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=exp.train.epochs,
-                             grace_period=exp.search.asha.grace_period,
-                             reduction_factor=exp.search.asha.reduction_factor)
-    return FIFOScheduler()
-
 
 def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
              parent_run_id: str) -> tuple[Experiment, tuple[float, float] | None]:
     """Run the LR range test on a worker with a trial's resources; apply what it suggests."""
-    from pipeline import lr_range
+    from pipeline.training import lr_range
 
     task = ray.remote(num_cpus=exp.resources.cpu, num_gpus=exp.resources.gpu)(
         lr_range.range_test)
@@ -139,8 +113,8 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
     return exp, None
 
 
-def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
-           lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
+def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable,
+           callbacks: list, lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
     if resume:
         # The callbacks come back with the pickled run config; SweepLogger.setup finds the
         # child runs again.
@@ -149,17 +123,17 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
                                   resume_errored=True, storage_filesystem=filesystem)
     s = exp.search
     storage_path, filesystem = storage.tune_location(sweep.storage_path)
-    search_alg, param_space = make_search(exp, to_tune(exp, lr_bounds))
-    search_alg, guards = budget.guard(exp, search_alg, cost.pricing(exp))
+    search_alg, param_space = make_search(s, to_tune(exp, lr_bounds), exp.seed)
+    search_alg, guards = budget.guard(s.budget, search_alg, ctx.pricing)
     # Tune repeats a param_space grid num_samples times, but a Searcher's num_samples counts
     # all its trials: bayes crosses the grid itself, so it gets the total
-    num_samples = trial_count(exp) if s.searcher == "bayes" else s.num_samples
+    num_samples = trial_count(s) if s.searcher == "bayes" else s.num_samples
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, num_samples=num_samples, search_alg=search_alg,
-            scheduler=make_scheduler(exp),
+            scheduler=make_scheduler(s, exp.train.epochs),
             # a fresh actor per trial costs ~2 s here (BASELINES.md); reuse them
             reuse_actors=True),
         run_config=tune.RunConfig(
@@ -169,7 +143,7 @@ def _tuner(exp: Experiment, sweep: Sweep, trainable: Callable, callbacks: list,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=s.metric,
                 checkpoint_score_order=s.mode),
-            verbose=0),  # pipeline.progress prints instead
+            verbose=0),  # pipeline.execution.progress prints instead
     )
 
 
@@ -215,21 +189,22 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     model in the MLflow registry (the searcher comparison leaves it out)."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
     data = datasets.load(exp.data, exp.seed) if exp.trainable is None else None
-    cluster.check_tracking(exp, tracking.resolve_uri(exp))
-    storage.check(exp.storage.path)
-    cost.pricing(exp)  # an unpriced cluster.node_type
-    tracking.check_reachable(tracking.resolve_uri(exp))
-    init_ray(exp)
-    cluster.check_resources(exp)
-    store = tracking.connect(exp)
-    sweep = locate(exp, store, resume)
+    ctx = context.resolve(exp)
+    cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)
+    storage.check(ctx.storage_path)
+    tracking.check_reachable(ctx.tracking_uri)
+    init_ray(ctx)
+    cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
+    store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
+    sweep = locate(exp, ctx, store, resume)
     exp, sweep, lr_bounds = _start(exp, store, sweep, exp_file, data)
-    trials = trial_count(exp)
+    trials = trial_count(exp.search)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
           f"{sweep.path}")
     logger = tracking.SweepLogger(store, sweep.parent_run_id)
     progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space), trials)
-    tuner = _tuner(exp, sweep, make_trainable(exp, data), [logger, progress], lr_bounds, resume)
+    tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [logger, progress], lr_bounds,
+                   resume)
     started = time.perf_counter()
     try:
         results, stopped_by_signal = fit_watching_sigint(tuner)
@@ -240,7 +215,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
         raise Interrupted(f"sweep {sweep.name} stopped before every trial finished; "
                           "continue it with --resume")
-    outcome = report.summarise(exp, sweep.name, sweep.parent_run_id, store, results,
+    outcome = report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,
                                time.perf_counter() - started, register)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
@@ -249,13 +224,13 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
 
 def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
     """`lr-find`: the range test alone, in-process, as its own MLflow run; files in out_dir."""
-    from pipeline import lr_range
+    from pipeline.training import lr_range
 
     if exp.trainable is not None:
         raise ConfigError("trainable: lr-find needs the built-in trainable")
     data = datasets.load(exp.data, exp.seed)
-    tracking.check_reachable(tracking.resolve_uri(exp))
-    store = tracking.connect(exp)
+    ctx = context.resolve(exp)
+    store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
     run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
                                      tags={"pipeline.kind": "lr-find"}).info.run_id
     tracking.log_params(store.client, run_id, tracking.safe_params(

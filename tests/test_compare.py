@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import cli, compare
 from pipeline.config import ConfigError, load
-from pipeline.report import Outcome
+from pipeline.results.report import Outcome
 
 from .conftest import local_store, write_experiment
 

@@ -1,0 +1,29 @@
+"""The experiment: its typed schema, how a file becomes one, and which of its values are secret.
+
+Owns: every section and field (`schema`, `search_options`), search domains, dotted paths,
+`load()`. Imports pydantic and yaml only, so every other room may import it.
+"""
+from pipeline.config.base import ConfigError
+from pipeline.config.domains import LR_RANGE
+from pipeline.config.loading import check_trainable, load, parse_override
+from pipeline.config.paths import get_path, set_path
+from pipeline.config.schema import (
+    BUILTIN_METRICS,
+    Cluster,
+    Data,
+    Experiment,
+    LRRangeTest,
+    Model,
+    Resources,
+    Storage,
+    Tracking,
+    Train,
+    validate,
+)
+from pipeline.config.search_options import Asha, Bayes, Budget, Search
+
+__all__ = [
+    "BUILTIN_METRICS", "LR_RANGE", "Asha", "Bayes", "Budget", "Cluster", "ConfigError", "Data",
+    "Experiment", "LRRangeTest", "Model", "Resources", "Search", "Storage", "Tracking", "Train",
+    "check_trainable", "get_path", "load", "parse_override", "set_path", "validate",
+]

@@ -1,0 +1,105 @@
+"""Reading an experiment file: YAML, `--set` overrides, checks that span sections.
+
+`load()` is the only way in; every problem becomes one `ConfigError` line naming the field.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from pipeline.config.base import ConfigError
+from pipeline.config.domains import domain_values
+from pipeline.config.paths import set_path
+from pipeline.config.schema import Experiment, validate
+
+
+def _field_exists(path: str) -> bool:
+    parts = path.split(".")
+    if parts[0] == "params":
+        return len(parts) == 2 and bool(parts[1])
+    model: type[BaseModel] | None = Experiment
+    for part in parts:
+        if model is None or part not in model.model_fields:
+            return False
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) \
+            else None
+    return model is None  # the path must end at a value, not a section
+
+
+
+def _check_space(exp: Experiment) -> None:
+    """Every space path names a field, and every domain value is valid for that field."""
+    for path, domain in exp.search.space.items():
+        if not _field_exists(path):
+            raise ConfigError(f"search.space.{path}: names no field of the experiment")
+        for value in domain_values(domain):
+            try:
+                exp.with_values({path: value})
+            except ConfigError as error:
+                raise ConfigError(f"search.space.{path}: value {value!r} is invalid "
+                                  f"({error})") from None
+    for i, point in enumerate(exp.search.points_to_evaluate):
+        for path in point:
+            if path != "_result" and path not in exp.search.space:
+                raise ConfigError(f"search.points_to_evaluate[{i}].{path}: not in search.space")
+    searcher, space = exp.search.searcher, exp.search.space
+    is_grid = [isinstance(d, dict) and "grid" in d for d in space.values()]
+    if searcher in ("grid", "bayes") and not space:
+        raise ConfigError(f"search.space: searcher {searcher} needs a non-empty space")
+    if searcher == "grid" and not all(is_grid):
+        raise ConfigError("search.space: searcher grid takes only {grid: [...]} domains")
+    if searcher == "bayes" and all(is_grid):
+        raise ConfigError("search.space: a bayes search needs at least one non-grid domain")
+
+
+def check_trainable(spec: str | None) -> None:
+    """Import a custom trainable named by the user (never anything they did not name)."""
+    if spec is None:
+        return
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"trainable: cannot import {spec!r} ({error})") from None
+    if not callable(fn):
+        raise ConfigError(f"trainable: {spec!r} is not callable")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=c` -> ("a.b", value parsed as YAML, so numbers and lists get their types)."""
+    path, sep, value = text.partition("=")
+    if not sep or not path.strip():
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    try:
+        return path.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {path}: value {value!r} is not valid YAML") from None
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
+    """Read, override and validate an experiment file; raise ConfigError on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_path(raw, key, value)
+    exp = validate(raw)
+    _check_space(exp)
+    check_trainable(exp.trainable)
+    return exp

@@ -1,0 +1,5 @@
+"""The Ray edge: the trial adapter, which cluster and resources, where results are stored, what
+trials cost and the budget that stops a sweep, the progress lines on the terminal.
+
+Imports Ray, `pipeline.config` and `pipeline.training`; never MLflow.
+"""

@@ -1,0 +1,64 @@
+"""Progress on the terminal: a line per finished trial and a status line while trials run.
+
+Ray's own reporter prints each trial's whole config (secrets in `params` included) in wide
+tables; this prints only the searched values, the metric and the best so far.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray import tune
+
+from pipeline.config import get_path
+from pipeline.config.secrets import looks_secret
+from pipeline.execution.trainable import last_error_line
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class Progress(tune.Callback):
+    def __init__(self, metric: str, mode: str, searched: list[str], total: int,
+                 interval_s: float = 20.0):
+        self.metric, self.mode, self.searched, self.total = metric, mode, searched, total
+        self.interval_s = interval_s
+        self.best: float | None = None
+        self.finished = self.failed = 0
+        self._last_status = time.monotonic()
+
+    def _values(self, trial: Any) -> str:
+        shown = []
+        for path in self.searched:
+            value = get_path(trial.config, path)
+            value = "***" if looks_secret(path, value) else _short(value)
+            shown.append(f"{path}={value}")
+        return " ".join(shown)
+
+    def _trial_best(self, trial: Any) -> float | None:
+        stats = trial.metric_analysis.get(self.metric)
+        return None if stats is None else stats[self.mode]
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finished += 1
+        value = self._trial_best(trial)
+        if value is not None and (self.best is None or (value < self.best) == (self.mode == "min")):
+            self.best = value
+        epochs = trial.last_result.get("training_iteration", 0)
+        print(f"[{self.finished + self.failed}/{self.total}] {trial.trial_id} done after "
+              f"{epochs} epoch(s): {self.metric}={_short(value)} (best {_short(self.best)}) "
+              f"{self._values(trial)}", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed += 1
+        print(f"[{self.finished + self.failed}/{self.total}] {trial.trial_id} FAILED: "
+              f"{last_error_line(trial)} {self._values(trial)}", flush=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self._last_status < self.interval_s:
+            return
+        self._last_status = time.monotonic()
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        print(f"... {running} running, {self.finished} finished, {self.failed} failed of "
+              f"{self.total}; best {self.metric} so far {_short(self.best)}", flush=True)

@@ -1,0 +1,148 @@
+"""The model registry: the best trial's network as an MLflow PyTorch model, and its alias.
+
+Every sweep registers a new version under the MLflow experiment's name; the alias `champion`
+moves to it only when it beats the current champion on the sweep's metric, so
+`models:/NAME@champion` always loads the best model any sweep has found.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.entities import LoggedModelOutput
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import Experiment
+from pipeline.config.secrets import looks_secret
+from pipeline.execution.trainable import STATE_FILE
+from pipeline.results import tracking
+from pipeline.training import data as datasets
+from pipeline.training.models import build_model
+
+ALIAS = "champion"
+EXAMPLE_ROWS = 4
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What `python -m pipeline best` prints."""
+
+    name: str
+    version: str
+    run_id: str
+    metric: str
+    value: float | None
+    searched: str
+    """The winning trial's searched values, `path=value` comma-separated."""
+    config_yaml: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{ALIAS}"
+
+
+def model_name(exp: Experiment) -> str:
+    return exp.tracking.experiment or exp.name
+
+
+def is_better(new: float, old: float, mode: str) -> bool:
+    return new < old if mode == "min" else new > old
+
+
+def load_network(exp: Experiment, checkpoint_dir: Path) -> tuple[torch.nn.Module, np.ndarray]:
+    """The best trial's network with its trained weights (on CPU, eval mode), and a few
+    validation inputs as the model's input example."""
+    data = datasets.load(exp.data, exp.seed)
+    model = build_model(exp.model, data.input_shape, data.num_classes)
+    state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), data.x_val[:EXAMPLE_ROWS].numpy()
+
+
+def _current(client: MlflowClient, name: str) -> tuple[str, float | None, str] | None:
+    """The champion's version, its `best_<metric>` value and metric name, or None."""
+    try:
+        version = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        return None
+    metric = version.tags.get("metric", "")
+    value = client.get_run(version.run_id).data.metrics.get(f"best_{metric}")
+    return str(version.version), value, metric
+
+
+def promote(client: MlflowClient, name: str, version: str, metric: str, mode: str,
+            value: float) -> str:
+    """Move the alias to `version` if it beats the champion; say what happened."""
+    current = _current(client, name)
+    if current is not None and current[2] == metric and current[1] is not None \
+            and not is_better(value, current[1], mode):
+        return (f"{name} version {version} ({metric} {value:.4g}) registered; {ALIAS} stays "
+                f"version {current[0]} ({metric} {current[1]:.4g} is as good or better)")
+    client.set_registered_model_alias(name, ALIAS, version)
+    if current is None:
+        return f"{name} version {version} ({metric} {value:.4g}) registered as {ALIAS}"
+    before = (f"{metric} {current[1]:.4g}" if current[2] == metric and current[1] is not None
+              else f"not measured by {metric}")
+    return (f"{name} version {version} ({metric} {value:.4g}) registered; {ALIAS} moved from "
+            f"version {current[0]} ({before})")
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpoint_dir: Path,
+             value: float, searched: dict[str, object]) -> str:
+    """Log the network on the parent run as a registered PyTorch model (with signature and
+    input example) and move the alias if it is the best so far; returns what happened.
+
+    Only explicit client calls: `mlflow.pytorch.log_model` needs the fluent API, whose
+    `set_tracking_uri` exports MLFLOW_TRACKING_URI and would send later sweeps of this process
+    to this store (ENVIRONMENT.md has the same trap with set_experiment)."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    name, metric, client = model_name(exp), exp.search.metric, store.client
+    model, example = load_network(exp, checkpoint_dir)
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    logged = client.create_logged_model(store.experiment_id, name="model",
+                                        source_run_id=parent_run_id)
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.pytorch.save_model(
+            model, Path(folder) / "model", signature=infer_signature(example, output),
+            input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        client.log_model_artifacts(logged.model_id, str(Path(folder) / "model"))
+    client.finalize_logged_model(logged.model_id, "READY")
+    # what log_model does too: the run page then lists the model under "Logged models"
+    client.log_outputs(parent_run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    _ensure_registered_model(client, name)
+    version = client.create_model_version(
+        name, f"models:/{logged.model_id}", run_id=parent_run_id, model_id=logged.model_id,
+        tags={"metric": metric, f"best_{metric}": f"{value:.6g}",
+              "searched": ", ".join(f"{path}={v}" for path, v in searched.items()
+                                    if not looks_secret(path, v))}).version
+    return promote(client, name, str(version), metric, exp.search.mode, value)
+
+
+def champion(tracking_uri: str, exp: Experiment) -> Champion | None:
+    """The current champion of the experiment's registered model, with its best config."""
+    client, name = MlflowClient(tracking_uri), model_name(exp)
+    current = _current(client, name)
+    if current is None:
+        return None
+    version, value, metric = current
+    found = client.get_model_version(name, version)
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(found.run_id, "best_config.yaml", folder)
+        config_yaml = Path(path).read_text()
+    return Champion(name, version, found.run_id, metric, value, found.tags.get("searched", ""),
+                    config_yaml)

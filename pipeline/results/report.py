@@ -1,0 +1,248 @@
+"""A finished sweep -> what people read: the best config, the results table, plots, in MLflow."""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from ray import tune
+
+from pipeline.config import Experiment
+from pipeline.config.secrets import redact
+from pipeline.execution import cost
+from pipeline.results import edges, importance, plots, registry, tracking
+from pipeline.search.space import trial_count
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the CLI prints after a sweep."""
+
+    sweep_name: str
+    parent_run_id: str
+    store: tracking.Store
+    metric: str
+    best_value: float | None
+    best_config: dict[str, Any] | None
+    searched: dict[str, Any]
+    table: pd.DataFrame
+    failed: int
+    fit_s: float = 0.0
+    """Wall seconds of Tuner.fit (the sweep itself, without Ray start-up and summary)."""
+    spent: cost.Totals | None = None
+    """Trial-hours, GPU-hours and estimated dollars of all trials."""
+
+
+def best_experiment(exp: Experiment, trial_config: dict[str, Any]) -> Experiment:
+    """The winning trial as an experiment file that reruns exactly that one trial."""
+    best = exp.with_trial_config(trial_config)
+    return best.with_values({"search.space": {}, "search.searcher": "random",
+                             "search.num_samples": 1, "search.points_to_evaluate": [],
+                             "lr_range_test.enabled": False})
+
+
+def trials_table(results: tune.ResultGrid, exp: Experiment) -> pd.DataFrame:
+    """One row per trial at its best epoch: searched values, metrics, status, start order."""
+    s = exp.search
+    frame = results.get_dataframe(filter_metric=s.metric, filter_mode=s.mode)
+    if frame.empty:
+        return frame
+    columns = {f"config/{path.replace('.', '/')}": path for path in s.space}
+    keep = ["trial_id", *columns, s.metric, "training_iteration", "time_total_s"]
+    keep += [c for c in ("val_acc", "val_loss", "train_loss") if c in frame and c not in keep]
+    table = frame[[c for c in keep if c in frame]].rename(columns=columns)
+    table = table.rename(columns={"training_iteration": "best_epoch"})
+    return table.sort_values(s.metric, ascending=s.mode == "min").reset_index(drop=True)
+
+
+def history(results: tune.ResultGrid, metric: str) -> pd.DataFrame:
+    """Every result every trial reported: trial_id, timestamp, time_total_s and the metric."""
+    columns = ["trial_id", "timestamp", "time_total_s", metric]
+    frames = [r.metrics_dataframe[columns] for r in results
+              if r.metrics_dataframe is not None and metric in r.metrics_dataframe]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _lr_bounds(store: tracking.Store, run_id: str) -> tuple[float, float] | None:
+    metrics = store.client.get_run(run_id).data.metrics
+    return (metrics["lr_range_low"], metrics["lr_range_high"]) if "lr_range_low" in metrics \
+        else None
+
+
+def log_costs(exp: Experiment, pricing: cost.Pricing, store: tracking.Store,
+              parent_run_id: str, results: tune.ResultGrid, table: pd.DataFrame) -> cost.Totals:
+    """Each child run: its wall seconds, GPU-seconds, dollars and best metric (what MLflow's
+    compare view plots against the params); the parent: the sweep's totals."""
+    metric = exp.search.metric
+    best_by_trial = dict(zip(table.get("trial_id", []), table.get(metric, [])))
+    run_ids = tracking.child_run_ids(store, parent_run_id)
+    costs = []
+    for result in results:
+        trial_cost = pricing.trial(result.metrics)
+        costs.append(trial_cost)
+        trial_id = result.metrics.get("trial_id")
+        if trial_id in run_ids:
+            values = {"trial_wall_s": trial_cost.wall_s, "gpu_s": trial_cost.gpu_s,
+                      "cost_usd": trial_cost.usd}
+            if trial_id in best_by_trial:
+                values[f"best_{metric}"] = best_by_trial[trial_id]
+            tracking.log_metrics(store, run_ids[trial_id], values)
+    spent = cost.totals(costs)
+    tracking.log_metrics(store, parent_run_id, {"trial_hours": spent.trial_hours,
+                                                "gpu_hours": spent.gpu_hours,
+                                                "cost_usd": spent.usd})
+    print(f"Cost: {spent.trial_hours:.3g} trial-hours, {spent.gpu_hours:.3g} GPU-hours, "
+          f"${spent.usd:.2f} estimated")
+    reason = cost.over_budget(spent, exp.search.budget)
+    planned = trial_count(exp.search)
+    if reason is not None and len(results) < planned:
+        note = f"{reason}; {len(results)} of {planned} trials started"
+        store.client.set_tag(parent_run_id, "budget_stop", note)
+        print(f"Budget: {note}")
+    return spent
+
+
+def log_insights(exp: Experiment, store: tracking.Store, parent_run_id: str,
+                 table: pd.DataFrame, best: dict[str, Any], lr_bounds: tuple[float, float] | None,
+                 out: Path) -> None:
+    """Edge warnings (printed and tagged) and hyperparameter importance (metrics and a plot)."""
+    space = exp.search.space
+    for path, warning in edges.edge_warnings(best, space, lr_bounds).items():
+        print(f"Warning: {warning}")
+        store.client.set_tag(parent_run_id, f"edge_warning.{path}", warning)
+    if not space:
+        return
+    shares = importance.importances(table, space, exp.search.metric, exp.seed)
+    if shares is None:
+        print(f"Importance: needs at least {importance.MIN_TRIALS} finished trials")
+        return
+    tracking.log_metrics(store, parent_run_id,
+                         {f"importance_{path}": share for path, share in shares.items()})
+    ranked = sorted(shares.items(), key=lambda item: -item[1])
+    print("Importance: " + ", ".join(f"{path} {share:.2f}" for path, share in ranked))
+    tracking.log_files(store, parent_run_id,
+                       [plots.importance_bars(shares, out / "importance.png")], "plots")
+
+
+def surrogate_plot(results: tune.ResultGrid, out: Path) -> list[Path]:
+    """The Bayesian searcher's partial-dependence plot (`skopt.plots.plot_objective`) of the
+    surrogate of the grid cell that holds the best trial; none before the GP was fitted."""
+    from pipeline.search.skopt_search import load_saved
+
+    searcher = load_saved(results.experiment_path, results.filesystem)
+    figure = searcher.objective_figure() if searcher is not None else None
+    if figure is None:
+        return []
+    figure.savefig(out / "surrogate_objective.png", dpi=90, bbox_inches="tight")
+    return [out / "surrogate_objective.png"]
+
+
+def _register(exp: Experiment, store: tracking.Store, parent_run_id: str, ckpt: Path,
+              value: float, searched: dict[str, Any]) -> None:
+    note = registry.register(store, exp, parent_run_id, ckpt, value, searched)
+    store.client.set_tag(parent_run_id, "model_registry", note)
+    print(f"Model registry: {note}")
+
+
+def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_run_id: str,
+              store: tracking.Store, results: tune.ResultGrid, fit_s: float,
+              register: bool = True) -> Outcome:
+    """Log the sweep's summary on the parent run (and register its best model) and return it
+    for printing."""
+    s = exp.search
+    failed = sum(1 for r in results if r.error is not None)
+    table = trials_table(results, exp)
+    spent = log_costs(exp, pricing, store, parent_run_id, results, table)
+    outcome = Outcome(sweep_name, parent_run_id, store, s.metric, None, None, {}, table, failed,
+                      fit_s, spent)
+    if table.empty:
+        return outcome
+    best = results.get_best_result(s.metric, s.mode, scope="all")
+    best_row = table.iloc[0]
+    best_value = float(best_row[s.metric])
+    searched = {path: best_row[path] for path in s.space if path in best_row}
+    tracking.log_metrics(store, parent_run_id, {f"best_{s.metric}": best_value,
+                                                "trials_failed": failed,
+                                                "trials_total": len(results),
+                                                "sweep_wall_s": fit_s})
+    store.client.set_tag(parent_run_id, "best_trial_id", str(best_row["trial_id"]))
+    best_exp = best_experiment(exp, best.config)
+    lr_bounds = _lr_bounds(store, parent_run_id)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        table.to_csv(out / "results.csv", index=False)
+        (out / "best_config.yaml").write_text(
+            yaml.safe_dump(redact(best_exp.model_dump(mode="json")), sort_keys=False))
+        tracking.log_files(store, parent_run_id, [out / "results.csv", out / "best_config.yaml"])
+        tracking.log_files(store, parent_run_id, plots.sweep_plots(
+            table, exp, out, history(results, s.metric), lr_bounds), "plots")
+        log_insights(exp, store, parent_run_id, table, searched, lr_bounds, out)
+        if s.searcher == "bayes":
+            tracking.log_files(store, parent_run_id, surrogate_plot(results, out), "plots")
+        checkpoint = best.get_best_checkpoint(s.metric, s.mode) if best.checkpoint else None
+        if checkpoint is not None:
+            with checkpoint.as_directory() as ckpt:
+                tracking.log_files(store, parent_run_id, sorted(Path(ckpt).iterdir()),
+                                   "best_checkpoint")
+                if register and exp.trainable is None:
+                    _register(best_exp, store, parent_run_id, Path(ckpt), best_value,
+                              searched)
+    if register and exp.trainable is not None:
+        print("Model registry: nothing registered (a custom trainable's model is not one the "
+              "pipeline can rebuild)")
+    return Outcome(sweep_name, parent_run_id, store, s.metric, best_value,
+                   best_exp.trial_config(), searched, table, failed, fit_s, spent)
+
+
+def log_lr_range(store: tracking.Store, run_id: str, curve: Any, suggestion: Any,
+                 folder: Path) -> list[Path]:
+    """Write the LR range test's curve (CSV) and plot (PNG) to `folder` and log them, with
+    each rule's suggestion as metrics, on the given run."""
+    from pipeline.training import lr_range
+
+    paths = [folder / "lr_range_test.csv", folder / "lr_range_test.png"]
+    curve.to_csv(paths[0])
+    lr_range.plot(curve, suggestion, paths[1])
+    tracking.log_files(store, run_id, paths)
+    values = {f"lr_{name}": lr for name, lr in suggestion.rules.items() if lr is not None}
+    if suggestion.lr is not None:
+        values["lr_suggested"] = suggestion.lr
+    values["lr_agreement_decades"] = suggestion.agreement_decades
+    tracking.log_metrics(store, run_id, values)
+    store.client.set_tag(run_id, "lr_range_reliable", str(suggestion.reliable))
+    store.client.set_tag(run_id, "lr_range_note", suggestion.reason)
+    return paths
+
+
+COMPARE_KIND = "compare"
+
+
+def open_comparison(store: tracking.Store, exp: Experiment, searchers: list[str], budget: int,
+                    seeds: int) -> str:
+    """The parent run of a searcher comparison; its sweeps are nested under it."""
+    run = store.client.create_run(
+        store.experiment_id, run_name=f"compare-{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={"pipeline.kind": COMPARE_KIND, "searchers": ",".join(searchers)})
+    tracking.log_params(store.client, run.info.run_id, tracking.safe_params(
+        {"budget": budget, "seeds": seeds, "searchers": ",".join(searchers),
+         "metric": exp.search.metric, "mode": exp.search.mode}))
+    return run.info.run_id
+
+
+def nest(store: tracking.Store, run_id: str, parent_run_id: str) -> None:
+    store.client.set_tag(run_id, tracking.PARENT_TAG, parent_run_id)
+
+
+def log_comparison(store: tracking.Store, run_id: str, table: pd.DataFrame,
+                   files: list[Path]) -> None:
+    """The comparison's figure and table, and each searcher's median best as a metric."""
+    tracking.log_files(store, run_id, files)
+    medians = table.groupby("searcher")["best"].median()
+    tracking.log_metrics(store, run_id, {f"median_best_{name}": float(value)
+                                         for name, value in medians.items()
+                                         if pd.notna(value)})
+    tracking.close_sweep(store, run_id)

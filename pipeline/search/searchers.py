@@ -1,0 +1,27 @@
+"""search.searcher -> the Ray Tune search algorithm, and the param space Tune gets beside it."""
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
+
+from pipeline.config import Search
+from pipeline.search.space import points_to_configs
+
+
+def make_search(search: Search, space: dict[str, Any],
+                seed: int) -> tuple[SearchAlgorithm | Searcher, dict[str, Any]]:
+    """The search algorithm, and the param space Tune gets alongside it (empty for bayes: the
+    searcher owns the space)."""
+    if search.searcher == "bayes":
+        from pipeline.search.skopt_search import SkoptSearch
+
+        searcher = SkoptSearch(space=space, options=search.bayes, metric=search.metric,
+                               mode=search.mode, seed=seed,
+                               points_to_evaluate=search.points_to_evaluate,
+                               max_concurrent=search.max_concurrent)
+        # The limiter keeps Tune from asking for more than k points; the searcher itself
+        # accounts for the ones pending.
+        return ConcurrencyLimiter(searcher, search.max_concurrent), {}
+    return BasicVariantGenerator(points_to_evaluate=points_to_configs(search) or None,
+                                 max_concurrent=search.max_concurrent, random_state=seed), space

@@ -1,0 +1,5 @@
+"""Pure PyTorch: datasets as tensors, model builders, the training loop, the LR range test.
+
+Imports torch, torchvision and `pipeline.config` only: no Ray, no MLflow (a test checks it), so
+the LR range test and every trial train through exactly this code, inside Ray or not.
+"""

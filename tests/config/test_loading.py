@@ -1,0 +1,144 @@
+"""Experiment files: every bad input is one ConfigError line naming the field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.config import ConfigError, Experiment, load, set_path
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = "name: t\nsearch:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-1]}\n"
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(BASE)
+    return path
+
+
+@pytest.mark.parametrize("experiment", sorted((ROOT / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_experiment_loads(experiment: Path) -> None:
+    assert isinstance(load(experiment), Experiment)
+
+
+def test_overrides_are_typed_and_reach_nested_fields(base: Path) -> None:
+    exp = load(base, ["train.epochs=3", "model.dropout=0.25",
+                      "search.space.model.hidden={choice: [8, 16]}"])
+    assert exp.train.epochs == 3
+    assert exp.model.dropout == 0.25
+    assert exp.search.space["model.hidden"] == {"choice": [8, 16]}
+
+
+def test_set_path_keeps_dotted_keys_under_free_form_sections() -> None:
+    tree: dict = {}
+    set_path(tree, "params.a.b", 1)
+    set_path(tree, "search.space.train.lr", "lr_range")
+    assert tree == {"params": {"a.b": 1}, "search": {"space": {"train.lr": "lr_range"}}}
+
+
+BAD_OVERRIDES = [
+    (["train.lrr=3"], "train.lrr: unknown key"),
+    (["model.extra.deep=3"], "model.extra: unknown key"),
+    (["train.epochs=many"], "train.epochs:"),
+    (["search.space.train.lr={loguniform: [0.1, 0.001]}"], "search.space.train.lr.loguniform:"),
+    (["search.space.train.lr={loguniform: [0, 1]}"], "bounds must be positive"),
+    (["search.space.train.lr={uniform: [1]}"], "search.space.train.lr.uniform:"),
+    (["search.space.train.lr={normal: [0, 1]}"], "unknown domain 'normal'"),
+    (["search.space.model.nope={choice: [1]}"], "search.space.model.nope: names no field"),
+    (["search.space.model={choice: [1]}"], "search.space.model: names no field"),
+    (["search.space.model.dropout={uniform: [0, 1.5]}"], "search.space.model.dropout: value 1.5"),
+    (["search.space.model.hidden={choice: []}"], "expected a non-empty list"),
+    (["search.space.model.hidden={randint: [1.5, 4]}"], "bounds must be integers"),
+    (["search.space.train.momentum=lr_range"], "lr_range only applies to train.lr"),
+    (["search.num_samples=0"], "search.num_samples:"),
+    (["search.searcher=annealing"], "search.searcher:"),
+    (["search.scheduler=pbt2"], "search.scheduler:"),
+    (["data.dataset=imagenet"], "data.dataset:"),
+    (["model.arch=vit"], "model.arch:"),
+    (["search.metric=val_acc"], "search.mode: val_acc is better when max"),
+    (["search.metric=accuracy"], "search.metric: 'accuracy' is not reported"),
+    (["search.searcher=grid"], "searcher grid takes only {grid: [...]}"),
+    (["search.space={}", "search.searcher=bayes"], "searcher bayes needs a non-empty space"),
+    (["trainable=no_such_module:fn"], "trainable: cannot import 'no_such_module:fn'"),
+    (["trainable=not a spec"], "trainable:"),
+    (["resources.gpu=-1"], "resources.gpu:"),
+    (["lr_range_test.end_lr=1.0e-8"], "lr_range_test: end_lr must be greater"),
+    (["data.val_fraction=1.5"], "data.val_fraction:"),
+    (["search.points_to_evaluate=[{model.hidden: 3}]"], "not in search.space"),
+    (["novalue"], "expected key.path=value"),
+    (["search.budget.usd=0"], "search.budget.usd:"),
+    (["search.budget.hours=-1"], "search.budget.hours:"),
+    (["search.budget.minutes=5"], "search.budget.minutes: unknown key"),
+    (["search.bayes.acq_func=UCB"], "search.bayes.acq_func:"),
+    (["search.bayes.base_estimator=GBRT"], "search.bayes.base_estimator:"),
+    (["search.bayes.n_initial_points=0"], "search.bayes.n_initial_points:"),
+    (["storage.path=s3://"], "storage.path:"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_OVERRIDES,
+                         ids=[" ".join(o) for o, _ in BAD_OVERRIDES])
+def test_bad_values_name_the_field(base: Path, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(base, overrides)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: t\nsearch: [unclosed", "not valid YAML"),
+    ("- a\n- b\n", "expected a mapping of sections, got list"),
+    ("", "expected a mapping of sections, got NoneType"),
+    ("name: t\nsurch: {}\n", "surch: unknown key"),
+    ("seed: 1\n", "name: Field required"),
+])
+def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_yaml_is_parsed_safely(tmp_path: Path) -> None:
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(path)
+
+
+def test_custom_trainable_may_report_any_metric(base: Path) -> None:
+    exp = load(base, ["trainable=tests.trainables:quadratic", "search.metric=score",
+                      "search.mode=max"])
+    assert exp.search.metric == "score"
+
+
+KEYS = st.sampled_from(["name", "seed", "data", "model", "train", "search", "resources",
+                        "tracking", "params", "dataset", "lr", "space", "x"])
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                   st.text(max_size=5))
+VALUES = st.recursive(LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=3)), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=6))
+def test_random_mappings_give_an_experiment_or_one_clear_error(tmp_path_factory, raw) -> None:
+    path = tmp_path_factory.mktemp("h") / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    try:
+        exp = load(path)
+    except ConfigError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert isinstance(exp, Experiment)

@@ -1,0 +1,88 @@
+"""The model registry: the best model of every sweep registered, the `champion` alias moved
+only by a better sweep, and `best` telling how to load it. Real Ray, real MLflow (SQLite)."""
+from __future__ import annotations
+
+import mlflow.pytorch
+import pytest
+from mlflow.models import get_model_info
+from mlflow.tracking import MlflowClient
+
+from pipeline import cli, study
+from pipeline.config import load
+from pipeline.results.registry import is_better
+from pipeline.training import data as datasets
+
+from ..conftest import local_store, write_experiment
+
+SWEEP = """
+name: reg
+data: {limit: 300, batch_size: 32}
+model: {hidden: 16}
+train: {epochs: 2}
+search:
+  searcher: grid
+  num_samples: 1
+  space:
+    train.lr: {grid: [LR]}
+"""
+
+
+def registry_line(out: str) -> str:
+    (line,) = [line for line in out.splitlines() if line.startswith("Model registry:")]
+    return line
+
+
+def test_better_depends_on_the_mode() -> None:
+    assert is_better(0.1, 0.2, "min") and not is_better(0.2, 0.1, "min")
+    assert is_better(0.9, 0.8, "max") and not is_better(0.8, 0.8, "max")
+
+
+@pytest.mark.slow
+def test_champion_moves_only_when_a_sweep_beats_it(workdir, ray_local, capsys,
+                                                   monkeypatch) -> None:
+    lines = []
+    for lr in (0.005, 1e-5, 0.05):  # mediocre, worse, better (2 epochs of SGD)
+        exp_file = write_experiment(workdir, SWEEP.replace("LR", str(lr)))
+        study.run(load(exp_file), exp_file)
+        lines.append(registry_line(capsys.readouterr().out))
+    assert lines[0].startswith("Model registry: reg version 1 (val_loss ")
+    assert lines[0].endswith(") registered as champion")
+    assert "reg version 2" in lines[1] and "champion stays version 1" in lines[1]
+    assert "reg version 3" in lines[2] and "champion moved from version 1" in lines[2]
+    client = MlflowClient(local_store())
+    assert str(client.get_model_version_by_alias("reg", "champion").version) == "3"
+
+    assert cli.main(["best", str(exp_file)]) == 0
+    out = capsys.readouterr().out
+    assert "Champion: reg version 3 (models:/reg@champion)" in out
+    assert "searched values: train.lr=0.05" in out
+    assert "  lr: 0.05\n" in out  # the best_config.yaml of the winning sweep
+    assert "mlflow.pytorch.load_model('models:/reg@champion')" in out
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", local_store())
+    model = mlflow.pytorch.load_model("models:/reg@champion")
+    x = datasets.load(load(exp_file).data).x_val[:5]
+    assert model(x).shape == (5, 10)
+    info = get_model_info("models:/reg@champion")
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 1, 8, 8)
+    assert info.saved_input_example_info is not None
+
+
+@pytest.mark.slow
+def test_custom_trainable_registers_nothing_and_says_so(workdir, ray_local, capsys) -> None:
+    exp_file = write_experiment(workdir, """
+name: custom-reg
+trainable: tests.trainables:quadratic
+params: {x: 1.0}
+search: {searcher: random, metric: score, mode: max, num_samples: 1}
+""")
+    study.run(load(exp_file), exp_file)
+    assert "Model registry: nothing registered" in capsys.readouterr().out
+    assert MlflowClient(local_store()).search_registered_models() == []
+
+
+def test_best_without_a_champion_exits_2(workdir, capsys) -> None:
+    exp_file = write_experiment(workdir, SWEEP.replace("LR", "0.1"))
+    assert cli.main(["best", str(exp_file)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: no champion model named 'reg' in sqlite")

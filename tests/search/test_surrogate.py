@@ -1,0 +1,66 @@
+"""The GP surrogate: Optuna-style priors in the marginal likelihood, and frozen kernels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skopt.learning import GaussianProcessRegressor
+from skopt.space import Categorical, Real
+
+from pipeline.config import Bayes
+from pipeline.search.surrogate import PriorGP, frozen_gp, gp_estimator
+
+DIMS = [Real(0.0, 1.0, name="a"), Real(1e-4, 1e-1, prior="log-uniform", name="b")]
+
+
+def fitted(n: int = 12, seed: int = 0) -> GaussianProcessRegressor:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n, 2))
+    gp = gp_estimator(DIMS, Bayes(gp_restarts=0), seed)
+    return gp.fit(X, np.sin(6 * X[:, 0]) + X[:, 1] ** 2 + 0.01 * rng.normal(size=n))
+
+
+def test_estimator_has_the_priors_unless_turned_off_or_all_categorical():
+    assert type(gp_estimator(DIMS, Bayes(), 0)) is PriorGP
+    assert type(gp_estimator(DIMS, Bayes(gp_prior=False), 0)) is GaussianProcessRegressor
+    assert type(gp_estimator([Categorical(["x", "y"])], Bayes(), 0)) is not PriorGP
+
+
+def test_prior_gradient_matches_finite_differences():
+    """The optimiser climbs this gradient; a wrong sign or factor would fit nonsense."""
+    gp = fitted()
+    theta = gp.kernel_.theta.copy()
+    # skopt zeroes the fitted noise in kernel_ for prediction; put a noise level back, and
+    # move off the optimum, where the gradient is not ~0
+    assert gp.kernel_.hyperparameters[-1].name.endswith("noise_level")
+    theta[-1] = np.log(gp.noise_)
+    theta += 0.3
+    value, grad = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    assert value == pytest.approx(gp.log_marginal_likelihood(theta))
+    step = 1e-6
+    numeric = [(gp.log_marginal_likelihood(theta + step * e) - value) / step
+               for e in np.eye(len(theta))]
+    assert grad == pytest.approx(numeric, rel=1e-3, abs=1e-3)
+
+
+def test_priors_add_a_data_free_penalty_to_the_likelihood():
+    """Each prior term is a log density at most ~-0.2 (length), -1 (variance), -0.7 (noise):
+    the priors lower the likelihood, by an amount that depends on theta, not on the data."""
+    gp, other = fitted(seed=0), fitted(seed=1)
+    theta = np.append(gp.kernel_.theta[:-1], np.log(0.01))  # with a noise level (see above)
+
+    def prior_terms(model: PriorGP) -> float:
+        return (model.log_marginal_likelihood(theta)
+                - GaussianProcessRegressor.log_marginal_likelihood(model, theta))
+
+    assert prior_terms(gp) < -1
+    assert prior_terms(gp) == pytest.approx(prior_terms(other))
+
+
+def test_frozen_gp_keeps_the_fitted_kernel_and_noise():
+    gp = fitted()
+    frozen = frozen_gp(gp)
+    rng = np.random.default_rng(5)
+    X = rng.uniform(size=(20, 2))
+    frozen.fit(X, rng.normal(size=20))  # other data: a refit would move the length scales
+    assert np.allclose(frozen.kernel_.theta, gp.kernel_.theta)
+    assert frozen.noise_ == pytest.approx(gp.noise_)
