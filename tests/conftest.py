@@ -42,3 +42,19 @@ def write_experiment(folder: Path, text: str, name: str = "exp.yaml") -> Path:
 def local_store() -> str:
     """The default store of the current folder, by absolute path (MLflow caches by URI)."""
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def tiny_sweep(name: str, space: str, *, epochs: int = 1, searcher: str = "grid",
+               num_samples: int = 1) -> str:
+    """A built-in-trainable sweep small enough for an end-to-end test (300 digits, 16 units);
+    `space`: the YAML lines under search.space, indented four spaces."""
+    return f"""
+name: {name}
+data: {{limit: 300, batch_size: 32}}
+model: {{hidden: 16}}
+train: {{epochs: {epochs}}}
+search:
+  searcher: {searcher}
+  num_samples: {num_samples}
+  space:
+{space}"""

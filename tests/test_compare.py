@@ -9,20 +9,11 @@ from pipeline import cli, compare
 from pipeline.config import ConfigError, load
 from pipeline.results.report import Outcome
 
-from .conftest import local_store, write_experiment
+from .conftest import local_store, tiny_sweep, write_experiment
 
-EXP = """
-name: cmp
-data: {limit: 300, batch_size: 32}
-model: {hidden: 16}
-train: {epochs: 1}
-search:
-  searcher: random
-  num_samples: 4
-  space:
-    train.lr: {loguniform: [1.0e-3, 0.3]}
-    model.dropout: {uniform: [0.0, 0.5]}
-"""
+EXP = tiny_sweep("cmp", "    train.lr: {loguniform: [1.0e-3, 0.3]}\n"
+                        "    model.dropout: {uniform: [0.0, 0.5]}\n", searcher="random",
+                 num_samples=4)
 
 
 def test_grid_counts_grow_round_robin_within_budget() -> None:

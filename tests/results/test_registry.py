@@ -12,19 +12,9 @@ from pipeline.config import load
 from pipeline.results.registry import is_better
 from pipeline.training import data as datasets
 
-from ..conftest import local_store, write_experiment
+from ..conftest import local_store, tiny_sweep, write_experiment
 
-SWEEP = """
-name: reg
-data: {limit: 300, batch_size: 32}
-model: {hidden: 16}
-train: {epochs: 2}
-search:
-  searcher: grid
-  num_samples: 1
-  space:
-    train.lr: {grid: [LR]}
-"""
+SWEEP = tiny_sweep("reg", "    train.lr: {grid: [LR]}\n", epochs=2)
 
 
 def registry_line(out: str) -> str:

@@ -15,21 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 
-from ..conftest import ROOT, write_experiment
+from ..conftest import ROOT, tiny_sweep, write_experiment
 from ..webdriver import chromium, free_port
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
-SWEEP = """
-name: ui
-data: {limit: 300, batch_size: 32}
-model: {hidden: 16}
-train: {epochs: 1}
-search:
-  searcher: grid
-  num_samples: 1
-  space:
-    train.lr: {grid: [0.01, 0.1]}
-"""
+SWEEP = tiny_sweep("ui", "    train.lr: {grid: [0.01, 0.1]}\n")
 MISSING = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
 pytestmark = pytest.mark.skipif(
     bool(MISSING), reason=f"{' and '.join(MISSING)} not installed (`make test` installs the "
