@@ -109,4 +109,4 @@ cluster-iam: install ## once per AWS account: instance profiles that reach only 
 	$(PY) cluster/iam.py --bucket $(BUCKET)
 
 clean: ## remove local results (mlflow.db, mlartifacts, ray_results); keeps .venv
-	rm -rf mlflow.db mlartifacts ray_results .pytest_cache
+	rm -rf mlflow.db mlflow.db.lock mlartifacts ray_results .pytest_cache

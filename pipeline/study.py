@@ -9,7 +9,6 @@ import importlib
 import os
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +21,11 @@ from ray import tune
 from pipeline import context
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.context import SweepContext
-from pipeline.execution import budget, cluster, storage
+from pipeline.execution import budget, cluster, journal, stopping, storage
 from pipeline.execution.progress import Progress
-from pipeline.execution.trainable import train_trial
+from pipeline.execution.trainable import train_trial, with_placement
 from pipeline.results import report, tracking
+from pipeline.results.sweep_logger import SweepLogger
 from pipeline.search.schedulers import make_scheduler
 from pipeline.search.searchers import make_search
 from pipeline.search.space import to_tune, trial_count
@@ -45,6 +45,8 @@ class Sweep:
     name: str
     storage_path: str
     parent_run_id: str | None = None
+    restorable: bool = False
+    """Tune saved state for it (a sweep stopped before that starts again in the same run)."""
 
     @property
     def path(self) -> str:
@@ -54,7 +56,8 @@ class Sweep:
 def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bool) -> Sweep:
     """A new sweep, or (with resume) the latest one of this experiment with its parent run."""
     if not resume:
-        return Sweep(f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}", ctx.storage_path)
+        name = storage.claim(ctx.storage_path, f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return Sweep(name, ctx.storage_path)
     runs = store.client.search_runs(
         [store.experiment_id], f"tags.`{SWEEP_TAG}` LIKE '{exp.name}-%'",
         order_by=["attributes.start_time DESC"], max_results=1)
@@ -62,9 +65,8 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
         raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
     run = runs[0]
     sweep = Sweep(run.data.tags[SWEEP_TAG], run.data.tags["storage_path"], run.info.run_id)
-    if not tune.Tuner.can_restore(*storage.tune_location(sweep.path)):
-        raise NothingToResume(f"--resume: no Ray Tune state at {sweep.path}")
-    return sweep
+    restorable = tune.Tuner.can_restore(*storage.tune_location(sweep.path))
+    return Sweep(sweep.name, sweep.storage_path, sweep.parent_run_id, restorable)
 
 
 def init_ray(ctx: SweepContext) -> None:
@@ -80,10 +82,10 @@ def init_ray(ctx: SweepContext) -> None:
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     if exp.trainable is None:
-        fn = tune.with_parameters(train_trial, exp=exp, data=data)
+        fn = tune.with_parameters(with_placement(train_trial), exp=exp, data=data)
     else:
         module, _, attr = exp.trainable.partition(":")
-        fn = getattr(importlib.import_module(module), attr)
+        fn = with_placement(getattr(importlib.import_module(module), attr))
     return tune.with_resources(fn, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
 
 
@@ -116,9 +118,10 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
 def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable,
            callbacks: list, lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
     if resume:
-        # The callbacks come back with the pickled run config; SweepLogger.setup finds the
-        # child runs again.
+        # The callbacks come back with the pickled run config, the SweepLogger's unsent
+        # records with the journal's snapshot; SweepLogger.setup finds the child runs again.
         path, filesystem = storage.tune_location(sweep.path)
+        journal.restore(*storage.filesystem(sweep.path))
         return tune.Tuner.restore(path, trainable, resume_unfinished=True,
                                   resume_errored=True, storage_filesystem=filesystem)
     s = exp.search
@@ -138,7 +141,8 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
-            callbacks=[*callbacks, *guards],
+            # the journal first: the callbacks after it send what it has saved
+            callbacks=[journal.Journal(), *callbacks, *guards],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=s.metric,
@@ -148,39 +152,35 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the sweep (Tune saved its state first); --resume continues it."""
+    """A signal stopped the sweep (its state was saved first); --resume continues it."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = stopping.exit_code(signum)
 
 
 def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path | None,
            data: datasets.Tensors | None) -> tuple[Experiment, Sweep, tuple[float, float] | None]:
-    """A new sweep's parent run and LR stage; a resumed sweep's parent marked running again."""
+    """A new sweep's parent run and LR stage; a resumed sweep's parent marked running again
+    (one stopped before Tune saved anything starts again, LR stage and all, in that run)."""
     if sweep.parent_run_id is not None:
-        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
         store.client.update_run(sweep.parent_run_id, status="RUNNING")
-        return exp, sweep, None
-    parent = tracking.open_sweep(store, exp, sweep.name, exp_file)
-    store.client.set_tag(parent, SWEEP_TAG, sweep.name)
-    store.client.set_tag(parent, "storage_path", sweep.storage_path)
-    sweep = Sweep(sweep.name, sweep.storage_path, parent)
+        if sweep.restorable:
+            print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
+            return exp, sweep, None
+        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id}): it stopped "
+              "before its first trial was saved, so it starts again")
+        parent = sweep.parent_run_id
+    else:
+        parent = tracking.open_sweep(store, exp, sweep.name, exp_file)
+        store.client.set_tag(parent, SWEEP_TAG, sweep.name)
+        store.client.set_tag(parent, "storage_path", sweep.storage_path)
+        sweep = Sweep(sweep.name, sweep.storage_path, parent)
     if exp.lr_range_test.enabled and data is not None:
         exp, lr_bounds = lr_stage(exp, data, store, parent)
         return exp, sweep, lr_bounds
     return exp, sweep, None
 
-
-def fit_watching_sigint(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
-    """Tuner.fit, and whether Ctrl-C stopped it. Tune catches the first SIGINT, saves its
-    state and returns normally, with interrupted trials TERMINATED like finished ones; its
-    handler puts the previous one back only when it fired, which is what tells the two apart."""
-    before = signal.getsignal(signal.SIGINT)
-    watching = (threading.current_thread() is threading.main_thread()
-                and os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") == "0")
-    try:
-        results = tuner.fit()
-        return results, watching and signal.getsignal(signal.SIGINT) is before
-    finally:
-        if watching:  # Tune leaves its own handler installed after a normal run
-            signal.signal(signal.SIGINT, before)
 
 
 def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
@@ -201,20 +201,24 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     trials = trial_count(exp.search)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
           f"{sweep.path}")
-    logger = tracking.SweepLogger(store, sweep.parent_run_id)
+    logger = SweepLogger(store, sweep.parent_run_id)
     progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space), trials)
     tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [logger, progress], lr_bounds,
-                   resume)
+                   sweep.restorable)
     started = time.perf_counter()
+    # Tune must refresh its staged state every step for the journal to copy it (journal.py)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
     try:
-        results, stopped_by_signal = fit_watching_sigint(tuner)
+        results, signum = stopping.fit_until_signal(tuner)
+    except KeyboardInterrupt:  # a signal before Tune's own handler was in place
+        results, signum = None, signal.SIGINT
     except BaseException:
         tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
         raise
-    if stopped_by_signal:
+    if signum is not None:
         tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
         raise Interrupted(f"sweep {sweep.name} stopped before every trial finished; "
-                          "continue it with --resume")
+                          "continue it with --resume", signum)
     outcome = report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,
                                time.perf_counter() - started, register)
     tracking.close_sweep(store, sweep.parent_run_id,

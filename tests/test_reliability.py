@@ -18,6 +18,7 @@ from pipeline import study
 from pipeline.config import load
 
 from .conftest import ROOT, local_store, write_experiment
+from .sweep_process import Cli, child_runs, parent_run, wait_for
 
 CUSTOM = """
 name: {name}
@@ -40,65 +41,6 @@ def custom(folder: Path, trainable: str, params: str = "{}", num_samples: int = 
     return write_experiment(folder, CUSTOM.format(
         name=name, trainable=trainable, params=params, num_samples=num_samples,
         max_failures=max_failures))
-
-
-def child_runs(uri: str | None = None, name: str = "rel") -> list:
-    client = MlflowClient(uri or local_store())
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        return []
-    runs = client.search_runs([experiment.experiment_id])
-    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-
-
-def parent_run(uri: str | None = None, name: str = "rel"):
-    client = MlflowClient(uri or local_store())
-    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
-                              order_by=["attributes.start_time DESC"])
-    return next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-
-
-class Cli:
-    """`python -m pipeline tune ...` in its own process group, output to files (a full pipe
-    would block it)."""
-
-    def __init__(self, workdir: Path, *args: str):
-        # Ray's socket paths must stay under 108 bytes: a short folder of its own
-        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(self.ray_tmp)}
-        self.out, self.err = (workdir / f"cli_{time.monotonic_ns()}.{s}" for s in ("out", "err"))
-        with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", "tune", *args], cwd=workdir, env=env,
-                stdout=out, stderr=err, start_new_session=True)
-
-    def finish(self, timeout_s: float = 300) -> tuple[int, str, str]:
-        code = self.process.wait(timeout_s)
-        self.ray_started = any(self.ray_tmp.iterdir())
-        shutil.rmtree(self.ray_tmp, ignore_errors=True)
-        return code, self.out.read_text(), self.err.read_text()
-
-    def signal(self, sig: int) -> None:
-        os.killpg(self.process.pid, sig) if sig == signal.SIGKILL else \
-            self.process.send_signal(sig)
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-
-def wait_for(condition, timeout_s: float = 120.0, every_s: float = 0.5,
-             while_running: Cli | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if while_running is not None and not while_running.running():
-            raise AssertionError(f"the sweep ended early: {while_running.err.read_text()[-2000:]}")
-        try:
-            if condition():
-                return
-        except Exception:  # the store may not exist yet
-            pass
-        time.sleep(every_s)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.mark.slow
@@ -222,21 +164,71 @@ search:
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_runs_killed_and_resume_finishes(workdir: Path) -> None:
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                                   (signal.SIGHUP, 129)],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: int,
+                                                        exit_code: int) -> None:
+    """Ctrl-C, `ray job stop` / a container stop (SIGTERM) and a closed terminal (SIGHUP) all
+    stop a sweep the same way: state saved, runs KILLED, one line saying how to go on."""
     exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
     first = Cli(workdir, str(exp_file))
     wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
              while_running=first)
-    first.signal(signal.SIGINT)
+    first.signal(signum)
     code, out, err = first.finish(120)
-    assert code == 130
-    assert "continue it with --resume" in err
+    assert code == exit_code
+    assert err.strip().splitlines()[-1].startswith("interrupted: sweep rel-")
+    assert err.strip().endswith("continue it with --resume")
+    assert "***" not in err and "Traceback" not in err  # no C-level or Python stack dump
     assert {r.info.status for r in child_runs()} == {"KILLED"}
     assert parent_run().info.status == "KILLED"
 
     code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+    assert parent_run().info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_ends_the_shutdown_at_once(workdir: Path) -> None:
+    exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
+             while_running=first)
+    first.signal(signal.SIGTERM)
+    first.signal(signal.SIGTERM)
+    code, _, err = first.finish(60)
+    assert code == 143
+    assert "***" not in err and "Traceback" not in err
+
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+    assert parent_run().info.status == "FINISHED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweeps", [2, 4])
+def test_sweeps_started_together_on_a_new_store_all_run_and_lose_no_metric(
+        workdir: Path, sweeps: int) -> None:
+    """Each would otherwise run MLflow's schema migration on the new SQLite file at once
+    (`duplicate column name: step`) and race to create the experiment and the sweep folder."""
+    exp_file = custom(workdir, "slow_steps", params="{steps: 3, step_s: 0.2}", num_samples=2)
+    started = [Cli(workdir, str(exp_file)) for _ in range(sweeps)]
+    done = [cli.finish(400) for cli in started]
+    assert [code for code, _, _ in done] == [0] * sweeps, [err[-1500:] for _, _, err in done]
+    client = MlflowClient(local_store())
+    experiment = client.get_experiment_by_name("rel")
+    parents = [r for r in client.search_runs([experiment.experiment_id])
+               if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == sweeps and {p.info.status for p in parents} == {"FINISHED"}
+    assert len({p.data.tags["pipeline.sweep"] for p in parents}) == sweeps
+    runs = child_runs()
+    assert len(runs) == 2 * sweeps
+    for run in runs:
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "step_seen"))
+        assert steps == [1, 2, 3]
 
 
 def test_resume_without_an_earlier_sweep_is_bad_input(workdir: Path) -> None:

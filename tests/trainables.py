@@ -64,3 +64,15 @@ def crashes_after_first_checkpoint(config: dict) -> None:
         slow_steps({**config, "params": {**config["params"], "steps": 1}})
         raise RuntimeError("crashed after the first checkpoint")
     slow_steps(config)
+
+
+def steps_without_checkpoints(config: dict) -> None:
+    """`steps` reports of `step_s` seconds and no checkpoint: an interrupted trial can only
+    start again. Marks each step it enters in `marker_dir` (x-step), so a test can stop the
+    sweep mid-step."""
+    params = config["params"]
+    for step in range(params["steps"]):
+        if "marker_dir" in params:
+            (Path(params["marker_dir"]) / f"{params['x']:.6f}-{step + 1}").touch()
+        time.sleep(params["step_s"])
+        tune.report({"score": params["x"] + 0.01 * step, "step_seen": step + 1})

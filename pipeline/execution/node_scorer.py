@@ -3,8 +3,8 @@
 Ray's default scorer ignores failed launches and breaks ties between equally good node types
 by name, so a spot type whose capacity ran out would be retried while trials wait. Ray lets the
 head load another scorer (cluster/aws.yaml starts it with
-RAY_AUTOSCALER_UTILIZATION_SCORER=pipeline.execution.node_scorer.prefer_spot). This one skips a node type
-whose last launch failed (Ray's availability tracker keeps that for a while), and among types
+RAY_AUTOSCALER_UTILIZATION_SCORER=pipeline.execution.node_scorer.prefer_spot). This one skips a
+node type whose last launch failed (Ray's availability tracker keeps that for a while), and among types
 that fit the demand equally well prefers spot. Which types are spot is read from the
 autoscaler's YAML, the copy `ray up` leaves on the head.
 """

@@ -89,6 +89,37 @@ def tune_location(path: str) -> tuple[str, FileSystem | None]:
     return path[len(S3):], filesystem
 
 
+def claim(storage_path: str, name: str) -> str:
+    """`name`, or `name-2`, `name-3`...: the first sweep folder under a local storage path that
+    this process could create, so sweeps started in the same second never share one. S3 has no
+    exclusive create: there a name already in use gets a random suffix."""
+    if is_s3(storage_path):
+        fs, root = filesystem(storage_path)
+        from pyarrow.fs import FileType
+
+        taken = fs.get_file_info(f"{root}/{name}").type != FileType.NotFound
+        return f"{name}-{os.urandom(2).hex()}" if taken else name
+    Path(storage_path).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = name if attempt == 1 else f"{name}-{attempt}"
+        try:
+            (Path(storage_path) / candidate).mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free sweep folder for {name} under {storage_path}")
+
+
+def filesystem(path: str) -> tuple[FileSystem, str]:
+    """(pyarrow filesystem, path on it) of a storage path, as Ray Tune resolves it."""
+    fs_path, custom = tune_location(path)
+    if custom is not None:
+        return custom, fs_path
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(path) if is_s3(path) else (fs.LocalFileSystem(), path)
+
+
 def mlflow_artifact_location(storage_path: str, experiment: str) -> str | None:
     """Where a new MLflow experiment of a local store keeps artifacts: next to the sweep's
     results when those are on S3 (every node and every later reader can reach them)."""

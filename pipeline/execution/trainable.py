@@ -2,8 +2,10 @@
 what the driver reads back of a trial."""
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +21,60 @@ STATE_FILE = "state.pt"
 
 
 def placement() -> dict[str, str]:
-    """Where this trial runs; reported with every result so the tracker can tag the run."""
+    """Where this trial runs: reported with every result (`with_placement`), so the tracker
+    can tag the run."""
     return {"node_id": ray.get_runtime_context().get_node_id(),
             "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
             "device": str(pick_device())}
 
 
-def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
-    with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+def with_placement(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The trainable `fn` with placement() added to every result it reports, so a custom
+    trainable's child runs get the node and GPU tags too, without its code doing anything.
+    Ray Tune offers no hook on a trial's reports; `tune.report` goes through the trial's
+    session object, whose `report` is replaced for the duration of the trial."""
+    @functools.wraps(fn)
+    def placed(config: dict[str, Any], **parameters: Any) -> Any:
+        from ray.train._internal.session import get_session
+
+        # one INFO line per checkpoint would drown the progress output
+        logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+        session, where = get_session(), placement()
+        report = session.report
+
+        def report_placed(metrics: dict[str, Any], **kwargs: Any) -> None:
+            report({**where, **metrics}, **kwargs)
+
+        session.report = report_placed
+        try:
+            return fn(config, **parameters)
+        finally:
+            del session.report  # the class's method again (the session outlives the trial)
+    return placed
+
+
+def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any] | None:
+    """A checkpoint's training state; None when its folder is gone (a sweep stopped between
+    Tune deleting an older checkpoint and saving the state that forgets it)."""
+    try:
+        with checkpoint.as_directory() as folder:
+            return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+    except (FileNotFoundError, OSError) as error:
+        print(f"checkpoint {checkpoint.path} unreadable ({type(error).__name__}); the trial "
+              "starts from its first epoch", flush=True)
+        return None
 
 
 def train_trial(config: dict[str, Any], exp: Experiment, data: Tensors) -> None:
     """Train the trial's resolved experiment; resume from Tune's checkpoint when restored."""
     trial_exp = exp.with_trial_config(config)
-    # one INFO line per checkpoint per epoch would drown the progress output
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(trial_exp.resources.cpu)))
     checkpoint = tune.get_checkpoint()
     state = load_state(checkpoint) if checkpoint else None
-    where = placement()
     for epoch in fit(trial_exp, data, state=state):
         with tempfile.TemporaryDirectory() as folder:
             torch.save(epoch.state(), Path(folder) / STATE_FILE)
-            tune.report({**epoch.metrics, **where},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(epoch.metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def last_error_line(trial: Any) -> str:

@@ -14,7 +14,7 @@ from ray import tune
 from pipeline.config import Experiment
 from pipeline.config.secrets import redact
 from pipeline.execution import cost
-from pipeline.results import edges, importance, plots, registry, tracking
+from pipeline.results import edges, history, importance, plots, registry, tracking
 from pipeline.search.space import trial_count
 
 
@@ -45,26 +45,6 @@ def best_experiment(exp: Experiment, trial_config: dict[str, Any]) -> Experiment
                              "lr_range_test.enabled": False})
 
 
-def trials_table(results: tune.ResultGrid, exp: Experiment) -> pd.DataFrame:
-    """One row per trial at its best epoch: searched values, metrics, status, start order."""
-    s = exp.search
-    frame = results.get_dataframe(filter_metric=s.metric, filter_mode=s.mode)
-    if frame.empty:
-        return frame
-    columns = {f"config/{path.replace('.', '/')}": path for path in s.space}
-    keep = ["trial_id", *columns, s.metric, "training_iteration", "time_total_s"]
-    keep += [c for c in ("val_acc", "val_loss", "train_loss") if c in frame and c not in keep]
-    table = frame[[c for c in keep if c in frame]].rename(columns=columns)
-    table = table.rename(columns={"training_iteration": "best_epoch"})
-    return table.sort_values(s.metric, ascending=s.mode == "min").reset_index(drop=True)
-
-
-def history(results: tune.ResultGrid, metric: str) -> pd.DataFrame:
-    """Every result every trial reported: trial_id, timestamp, time_total_s and the metric."""
-    columns = ["trial_id", "timestamp", "time_total_s", metric]
-    frames = [r.metrics_dataframe[columns] for r in results
-              if r.metrics_dataframe is not None and metric in r.metrics_dataframe]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def _lr_bounds(store: tracking.Store, run_id: str) -> tuple[float, float] | None:
@@ -155,7 +135,8 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
     for printing."""
     s = exp.search
     failed = sum(1 for r in results if r.error is not None)
-    table = trials_table(results, exp)
+    frames = history.trial_frames(results, store, parent_run_id, s.metric)
+    table = history.trials_table(frames, s)
     spent = log_costs(exp, pricing, store, parent_run_id, results, table)
     outcome = Outcome(sweep_name, parent_run_id, store, s.metric, None, None, {}, table, failed,
                       fit_s, spent)
@@ -179,7 +160,7 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
             yaml.safe_dump(redact(best_exp.model_dump(mode="json")), sort_keys=False))
         tracking.log_files(store, parent_run_id, [out / "results.csv", out / "best_config.yaml"])
         tracking.log_files(store, parent_run_id, plots.sweep_plots(
-            table, exp, out, history(results, s.metric), lr_bounds), "plots")
+            table, exp, out, history.history(frames, s.metric), lr_bounds), "plots")
         log_insights(exp, store, parent_run_id, table, searched, lr_bounds, out)
         if s.searcher == "bayes":
             tracking.log_files(store, parent_run_id, surrogate_plot(results, out), "plots")

@@ -7,25 +7,24 @@ instead of opening duplicates.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 import urllib.error
 import urllib.request
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from ray import tune
 
 from pipeline.config import ConfigError, Experiment
 from pipeline.config.secrets import looks_secret, redact
 from pipeline.execution import storage
-from pipeline.execution.trainable import last_error_line
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -74,20 +73,40 @@ class Store:
         return MlflowClient(self.uri)
 
 
+@contextmanager
+def creating(uri: str) -> Iterator[None]:
+    """Hold a lock beside a SQLite store while it is created or upgraded: MLflow builds the
+    schema on first use, and two sweeps starting together on a new file would both migrate it
+    (`duplicate column name`). Other stores manage their own concurrency."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        yield
+        return
+    lock_path = Path(uri[len(prefix):] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def connect(uri: str, name: str, storage_path: str) -> Store:
     """Check the store and get (or create) the MLflow experiment `name`."""
     check_reachable(uri)
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return Store(uri, found.experiment_id)
-    # A local SQLite store would put artifacts under ./mlruns, which MLflow 3 refuses to read
-    # as a file store; keep them in ./mlartifacts as the docs and `make ui` expect.
-    location = None
-    if uri.startswith("sqlite:"):
-        location = (storage.mlflow_artifact_location(storage_path, name)
-                    or (Path("mlartifacts") / name).resolve().as_uri())
-    return Store(uri, client.create_experiment(name, artifact_location=location))
+    with creating(uri):
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(name)  # the first query creates the schema
+        if found is not None:
+            return Store(uri, found.experiment_id)
+        # A local SQLite store would put artifacts under ./mlruns, which MLflow 3 refuses to
+        # read as a file store; keep them in ./mlartifacts as the docs and `make ui` expect.
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (storage.mlflow_artifact_location(storage_path, name)
+                        or (Path("mlartifacts") / name).resolve().as_uri())
+        return Store(uri, client.create_experiment(name, artifact_location=location))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -145,110 +164,6 @@ def child_run_ids(store: Store, parent_run_id: str) -> dict[str, str]:
                                     f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
                                     max_results=10_000)
     return {r.data.tags["trial_id"]: r.info.run_id for r in runs if "trial_id" in r.data.tags}
-
-
-class SweepLogger(tune.Callback):
-    """Ray Tune callback: a child run per trial, every reported metric per epoch.
-
-    Calls are queued and sent in order; when the tracking server is down they stay queued and
-    are retried at every later event and at the end, so an outage loses nothing.
-    """
-
-    def __init__(self, store: Store, parent_run_id: str, flush_timeout_s: float = 120.0):
-        self.store = store
-        self.parent_run_id = parent_run_id
-        self.flush_timeout_s = flush_timeout_s
-        self.run_ids: dict[str, str] = {}
-        self._started: set[str] = set()  # trials started, and ended, in this session
-        self._ended: set[str] = set()
-        self._queue: deque[Callable[[MlflowClient], None]] = deque()
-        self._client: MlflowClient | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles callbacks with the experiment state; the client and queue stay behind.
-        return {**self.__dict__, "_client": None, "_queue": deque(), "run_ids": {},
-                "_started": set(), "_ended": set()}
-
-    @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            self._client = self.store.client
-        return self._client
-
-    def setup(self, **info: Any) -> None:
-        """Find the child runs of a resumed sweep, so its trials continue them."""
-        self.run_ids = child_run_ids(self.store, self.parent_run_id)
-
-    def _send(self, action: Callable[[MlflowClient], None]) -> None:
-        self._queue.append(action)
-        self.flush()
-
-    def flush(self) -> bool:
-        """Send what is queued, in order; False (and keep the rest) while MLflow is down."""
-        while self._queue:
-            try:
-                self._queue[0](self.client)
-            except Exception as error:  # MLflow raises several types for a dead server
-                if len(self._queue) == 1 or len(self._queue) % 50 == 0:
-                    print(f"MLflow unreachable ({type(error).__name__}); "
-                          f"{len(self._queue)} update(s) queued", flush=True)
-                return False
-            self._queue.popleft()
-        return True
-
-    def _create(self, trial: Any) -> Callable[[MlflowClient], None]:
-        trial_id, name, config = trial.trial_id, str(trial), dict(trial.config)
-
-        def create(client: MlflowClient) -> None:
-            if trial_id not in self.run_ids:
-                run = client.create_run(self.store.experiment_id, run_name=name,
-                                        tags={PARENT_TAG: self.parent_run_id,
-                                              "trial_id": trial_id})
-                log_params(client, run.info.run_id, safe_params(config))
-                self.run_ids[trial_id] = run.info.run_id
-            client.update_run(self.run_ids[trial_id], status="RUNNING")
-        return create
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._started.add(trial.trial_id)
-        self._send(self._create(trial))
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
-        step, now_ms = int(result.get("training_iteration", 0)), int(time.time() * 1000)
-        metrics = [Metric(key, value, now_ms, step)
-                   for key, value in result_metrics(result).items()]
-        tags = [RunTag(key, str(result[key])) for key in PLACEMENT_KEYS if key in result]
-        trial_id = trial.trial_id
-        self._send(lambda c: c.log_batch(self.run_ids[trial_id], metrics=metrics, tags=tags))
-
-    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
-        trial_id = trial.trial_id
-
-        def end(client: MlflowClient) -> None:
-            if error is not None:
-                client.set_tag(self.run_ids[trial_id], "error", error[:5000])
-            client.set_terminated(self.run_ids[trial_id], status=status)
-        self._send(end)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended.add(trial.trial_id)
-        self._end(trial, "FINISHED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended.add(trial.trial_id)
-        self._end(trial, "FAILED", last_error_line(trial))
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Mark trials that were stopped midway (Ctrl-C) KILLED; wait out an MLflow outage."""
-        for trial in trials:
-            if trial.trial_id in self._started - self._ended:
-                self._end(trial, "KILLED")
-        deadline = time.monotonic() + self.flush_timeout_s
-        while not self.flush() and time.monotonic() < deadline:
-            time.sleep(2.0)
-        if self._queue:
-            print(f"MLflow still unreachable: {len(self._queue)} update(s) lost", flush=True)
 
 
 def log_files(store: Store, run_id: str, paths: Iterable[Path], folder: str | None = None) -> None:

@@ -1,8 +1,8 @@
 """Bayesian search for Ray Tune over scikit-optimize (Ray >= 2.11 dropped its SkOptSearch).
 
-The searcher keeps the bookkeeping; the surrogate (`pipeline.search.surrogate`), the acquisition step
-and the handling of running trials (`pipeline.search.acquisition`) and the space mapping
-(`pipeline.search.skopt_space`) live apart. Decisions made here, and why:
+The searcher keeps the bookkeeping; the surrogate (`pipeline.search.surrogate`), the
+acquisition step and the handling of running trials (`pipeline.search.acquisition`) and the
+space mapping (`pipeline.search.skopt_space`) live apart. Decisions made here, and why:
 - **Grid x Bayes: one `skopt.Optimizer` per grid cell, served balanced** (the cell with the
   fewest started trials goes next). A grid axis is usually a structural choice (architecture,
   dropout on/off) that moves the optimum of the other knobs; a surrogate per cell keeps each

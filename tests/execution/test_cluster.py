@@ -134,6 +134,42 @@ def test_fractional_gpu_trials_run_concurrently_on_both_nodes(
                           "MLFLOW_EXPERIMENT_NAME": "two-nodes"}
 
 
+CUSTOM_SWEEP = """
+name: {name}
+trainable: tests.trainables:steps_without_checkpoints
+params: {{x: 0.5, steps: 2, step_s: 1.0}}
+resources: {{cpu: 0.5, gpu: 0.5}}
+search:
+  searcher: grid
+  metric: score
+  mode: max
+  num_samples: 1
+  max_concurrent: 4
+  space:
+    params.x: {{grid: [0.1, 0.2, 0.3, 0.4]}}
+"""
+
+
+@pytest.mark.slow
+def test_a_custom_trainables_runs_get_placement_tags(workdir: Path,
+                                                     ray_tmpdir: Path) -> None:  # noqa: F811
+    """Its function reports only `score` and `step_seen`; the node and GPU tags come from
+    the pipeline, as they do for the built-in trial."""
+    write_experiment(workdir, CUSTOM_SWEEP.format(name="placed"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(ray_tmpdir)}
+    done = subprocess.run([sys.executable, "-m", "tests.two_node_cluster", "tune", "exp.yaml"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+                          start_new_session=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kids = children(MlflowClient(local_store()), "placed")
+    assert len(kids) == 4
+    tags = [kid.data.tags for kid in kids]
+    assert len({t["node_id"] for t in tags}) == 2  # both GPU nodes
+    assert all(t["node_ip"] for t in tags)
+    assert {t["gpu_ids"] for t in tags} == {"0"} and {t["device"] for t in tags} == {"cpu"}
+    assert all("node_id" not in kid.data.metrics for kid in kids)
+
+
 FAKE_GPU_CLUSTER = {
     "cluster_name": "fake-gpus",
     "max_workers": 2,

@@ -1,0 +1,157 @@
+"""The sweep's journal: Tune's state, saved whole and atomically at every trial event, before
+MLflow hears of it.
+
+Ray Tune writes its experiment state (trials, searcher, callbacks) to a local staging folder
+and copies it to the sweep's storage in the background, file by file and in place. A kill at
+an unlucky moment leaves storage a few seconds behind what MLflow already shows (a finished
+trial that Tune then runs again, a running one it forgot) or with a half-copied file. So:
+- `TUNE_GLOBAL_CHECKPOINT_S=0` makes Tune refresh the staging copy at the end of every step of
+  its control loop (`study` sets it);
+- at the end of a step in which a trial started, reported, checkpointed or ended, `Journal`
+  copies those files into `journal/<n>/` beside Tune's own and only then points
+  `journal/CURRENT` at them, so the journal always holds one complete snapshot;
+- callbacks after it in the list (the MLflow logger) send what they queued only then, so
+  everything MLflow shows is in the journal, and what MLflow may lack (the logger's queue is
+  part of the snapshot) is replayed on resume;
+- `restore` puts the journal's snapshot back in place before `Tuner.restore` reads it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from pathlib import PurePosixPath
+from typing import Any
+
+import pyarrow.fs
+from ray import tune
+
+JOURNAL_DIR = "journal"
+POINTER = "CURRENT"
+STATS = "stats.json"
+# The files Tune keeps per session at the top of a sweep folder (Ray 2.60 names).
+STATE_FILES = ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json",
+               "basic-variant-state-*.json", "callback-states-*.pkl")
+KEEP_SNAPSHOTS = 2
+
+
+def _is_state_file(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in STATE_FILES)
+
+
+def _files(fs: pyarrow.fs.FileSystem, folder: str) -> list[pyarrow.fs.FileInfo]:
+    selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+    return [info for info in fs.get_file_info(selector) if info.type == pyarrow.fs.FileType.File]
+
+
+def _write(fs: pyarrow.fs.FileSystem, path: str, data: bytes) -> None:
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def _read(fs: pyarrow.fs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def current_snapshot(fs: pyarrow.fs.FileSystem, experiment_path: str) -> str | None:
+    """The folder of the journal's latest complete snapshot, or None before the first one."""
+    pointer = f"{experiment_path}/{JOURNAL_DIR}/{POINTER}"
+    if fs.get_file_info(pointer).type != pyarrow.fs.FileType.File:
+        return None
+    return f"{experiment_path}/{JOURNAL_DIR}/{_read(fs, pointer).decode().strip()}"
+
+
+class Journal(tune.Callback):
+    """Saves Tune's staged state to the sweep's journal at the end of every step that changed
+    a trial; `saves` and `save_s` say what that cost."""
+
+    def __init__(self) -> None:
+        self._dirty = False
+        self._sequence = 0
+        self.saves = 0
+        self.save_s = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_dirty": False, "saves": 0, "save_s": 0.0}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._dirty = True
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        self._dirty = True
+
+    def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._dirty = True  # a checkpoint registered
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._dirty = True
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._dirty = True
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._dirty and trials:
+            self.save(trials[0].storage)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """A last save, and what saving cost this session (`stats.json`, read by `make bench`)."""
+        if not trials:
+            return
+        self.save(trials[0].storage)
+        stats = {"saves": self.saves, "save_s": self.save_s, "trials": len(trials)}
+        storage = trials[0].storage
+        _write(storage.storage_filesystem,
+               f"{storage.experiment_fs_path}/{JOURNAL_DIR}/{STATS}",
+               json.dumps(stats).encode())
+
+    def save(self, storage: Any) -> None:
+        """Copy the staged state files into a new snapshot folder, then point at it."""
+        started = time.perf_counter()
+        fs, root = storage.storage_filesystem, storage.experiment_fs_path
+        staged = [info for info in _files(pyarrow.fs.LocalFileSystem(),
+                                          storage.experiment_driver_staging_path)
+                  if _is_state_file(info.base_name)]
+        if not staged:
+            return
+        self._sequence = max(self._sequence, self._last_sequence(fs, root)) + 1
+        folder = f"{root}/{JOURNAL_DIR}/{self._sequence:08d}"
+        if fs.get_file_info(folder).type == pyarrow.fs.FileType.Directory:
+            fs.delete_dir(folder)  # left half-written by a stopped sweep, never made current
+        fs.create_dir(folder)
+        local = pyarrow.fs.LocalFileSystem()
+        for info in staged:
+            _write(fs, f"{folder}/{info.base_name}", _read(local, info.path))
+        pointer = f"{root}/{JOURNAL_DIR}/{POINTER}"
+        # Local: write aside, then rename over the pointer (atomic). S3: one PUT is atomic.
+        _write(fs, f"{pointer}.tmp", f"{self._sequence:08d}".encode())
+        fs.move(f"{pointer}.tmp", pointer)
+        for old in range(self._sequence - KEEP_SNAPSHOTS, 0, -1):
+            old_folder = f"{root}/{JOURNAL_DIR}/{old:08d}"
+            if fs.get_file_info(old_folder).type != pyarrow.fs.FileType.Directory:
+                break
+            fs.delete_dir(old_folder)
+        self._dirty = False
+        self.saves += 1
+        self.save_s += time.perf_counter() - started
+
+    @staticmethod
+    def _last_sequence(fs: pyarrow.fs.FileSystem, root: str) -> int:
+        current = current_snapshot(fs, root)
+        return int(PurePosixPath(current).name) if current else 0
+
+
+def restore(fs: pyarrow.fs.FileSystem, experiment_path: str) -> bool:
+    """Put the journal's latest snapshot in place of Tune's own state files (which may be
+    older, newer than what MLflow saw, or half-copied); False when there is no journal yet,
+    and Tune's own files, then consistent with an MLflow that saw nothing, stay."""
+    snapshot = current_snapshot(fs, experiment_path)
+    if snapshot is None:
+        return False
+    for info in _files(fs, experiment_path):
+        if _is_state_file(info.base_name):
+            fs.delete_file(info.path)
+    for info in _files(fs, snapshot):
+        _write(fs, f"{experiment_path}/{info.base_name}", _read(fs, info.path))
+    return True

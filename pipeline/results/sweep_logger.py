@@ -1,0 +1,156 @@
+"""The Ray Tune callback that keeps MLflow in step with the sweep: a child run per trial, every
+reported metric per epoch, placement tags, the trial's final status.
+
+Updates are queued as plain records and sent at the end of each step of Tune's loop, after
+`pipeline.execution.journal.Journal` (earlier in the callback list) has saved the snapshot that
+includes them. A result that comes with a checkpoint waits until Tune has registered that
+checkpoint (`on_trial_save`, a step or more later): sent earlier, a kill in between would make
+the trial start again from its previous checkpoint and report the same epoch twice. The queue is part of that snapshot (`get_state`), so whatever MLflow had not
+received at a kill is sent again on resume. Sending a record twice changes nothing: a run is
+found by its trial id, and a metric with the same step, timestamp and value is stored once.
+While the tracking server is down the records stay queued and are retried at every step and
+at the end, so an outage loses nothing either.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from pipeline.execution.trainable import last_error_line
+from pipeline.results.tracking import (
+    PARENT_TAG,
+    PLACEMENT_KEYS,
+    Store,
+    child_run_ids,
+    log_params,
+    result_metrics,
+    safe_params,
+)
+
+Record = tuple  # ("start", trial_id, name, config) | ("result", ...) | ("end", ...)
+
+
+class SweepLogger(tune.Callback):
+    def __init__(self, store: Store, parent_run_id: str, flush_timeout_s: float = 120.0):
+        self.store = store
+        self.parent_run_id = parent_run_id
+        self.flush_timeout_s = flush_timeout_s
+        self.run_ids: dict[str, str] = {}
+        self._started: set[str] = set()  # trials started, and ended, in this session
+        self._ended: set[str] = set()
+        self._queue: deque[Record] = deque()
+        self._held: dict[str, list[Record]] = {}  # results waiting for their checkpoint
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles callbacks with the run config; the client and queue stay behind.
+        return {**self.__dict__, "_client": None, "_queue": deque(), "_held": {},
+                "run_ids": {}, "_started": set(), "_ended": set()}
+
+    def get_state(self) -> dict[str, Any]:
+        """What the journal keeps: the records MLflow may not have received yet (a dict even
+        when empty, so a snapshot never keeps an older session's queue)."""
+        return {"pending": list(self._queue)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._queue = deque(state.get("pending", []))
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = self.store.client
+        return self._client
+
+    def setup(self, **info: Any) -> None:
+        """Find the child runs of a resumed sweep, so its trials continue them."""
+        self.run_ids = child_run_ids(self.store, self.parent_run_id)
+
+    # ---- what Tune tells us: queued ------------------------------------------------------
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._started.add(trial.trial_id)
+        self._queue.append(("start", trial.trial_id, str(trial), dict(trial.config)))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        tags = {key: str(result[key]) for key in PLACEMENT_KEYS if key in result}
+        record = ("result", trial.trial_id, int(result.get("training_iteration", 0)),
+                  int(time.time() * 1000), result_metrics(result), tags)
+        if result.get("should_checkpoint"):
+            self._held.setdefault(trial.trial_id, []).append(record)
+        else:
+            self._queue.append(record)
+
+    def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._queue.extend(self._held.pop(trial.trial_id, []))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FAILED", last_error_line(trial))
+
+    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+        if trial.trial_id not in self._started and trial.trial_id not in self.run_ids:
+            # ended without ever starting (it failed to start or to restore): still a run
+            self.on_trial_start(0, [], trial)
+        self._ended.add(trial.trial_id)
+        self._queue.extend(self._held.pop(trial.trial_id, []))
+        self._queue.append(("end", trial.trial_id, status, error))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.flush()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Mark trials that were stopped midway (a signal) KILLED; wait out an MLflow outage."""
+        for trial in trials:
+            if trial.trial_id in self._started - self._ended:
+                self._end(trial, "KILLED")
+        deadline = time.monotonic() + self.flush_timeout_s
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(2.0)
+        if self._queue:
+            print(f"MLflow still unreachable: {len(self._queue)} update(s) lost", flush=True)
+
+    # ---- sending -------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Send what is queued, in order; False (and keep the rest) while MLflow is down."""
+        while self._queue:
+            try:
+                self._send(self._queue[0])
+            except Exception as error:  # MLflow raises several types for a dead server
+                if len(self._queue) == 1 or len(self._queue) % 50 == 0:
+                    print(f"MLflow unreachable ({type(error).__name__}); "
+                          f"{len(self._queue)} update(s) queued", flush=True)
+                return False
+            self._queue.popleft()
+        return True
+
+    def _send(self, record: Record) -> None:
+        kind, trial_id, *rest = record
+        if kind == "start":
+            name, config = rest
+            if trial_id not in self.run_ids:
+                run = self.client.create_run(self.store.experiment_id, run_name=name,
+                                             tags={PARENT_TAG: self.parent_run_id,
+                                                   "trial_id": trial_id})
+                log_params(self.client, run.info.run_id, safe_params(config))
+                self.run_ids[trial_id] = run.info.run_id
+            self.client.update_run(self.run_ids[trial_id], status="RUNNING")
+        elif kind == "result":
+            step, now_ms, metrics, tags = rest
+            self.client.log_batch(
+                self.run_ids[trial_id],
+                metrics=[Metric(key, value, now_ms, step) for key, value in metrics.items()],
+                tags=[RunTag(key, value) for key, value in tags.items()])
+        else:
+            status, error = rest
+            if error is not None:
+                self.client.set_tag(self.run_ids[trial_id], "error", error[:5000])
+            self.client.set_terminated(self.run_ids[trial_id], status=status)

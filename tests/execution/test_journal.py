@@ -1,0 +1,69 @@
+"""The journal's snapshots on a real filesystem: complete or not current, and put back whole."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow.fs
+
+from pipeline.execution import journal
+
+STATE = {"experiment_state-s1.json": "{trials: 1}", "searcher-state-s1.pkl": "searcher 1",
+         "callback-states-s1.pkl": "queue 1"}
+
+
+def storage(tmp_path: Path) -> SimpleNamespace:
+    """The parts of Ray's StorageContext the journal reads."""
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "sweep").mkdir()
+    return SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(),
+                           experiment_fs_path=str(tmp_path / "sweep"),
+                           experiment_driver_staging_path=str(tmp_path / "staging"))
+
+
+def stage(where: SimpleNamespace, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (Path(where.experiment_driver_staging_path) / name).write_text(text)
+
+
+def test_each_save_is_a_complete_snapshot_made_current_last(tmp_path: Path) -> None:
+    where, saver = storage(tmp_path), journal.Journal()
+    stage(where, {**STATE, "tmp-callback-states-s1.pkl": "half", "trial_dir_file": "x"})
+    saver.save(where)
+    folder = Path(where.experiment_fs_path) / "journal"
+    assert (folder / "CURRENT").read_text() == "00000001"
+    assert sorted(p.name for p in (folder / "00000001").iterdir()) == sorted(STATE)
+    for n in (2, 3, 4):
+        stage(where, {"experiment_state-s1.json": f"{{trials: {n}}}"})
+        saver.save(where)
+    assert (folder / "CURRENT").read_text() == "00000004"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["00000003", "00000004"]
+    assert saver.saves == 4
+
+
+def test_restore_puts_the_current_snapshot_in_place_of_tunes_files(tmp_path: Path) -> None:
+    where = storage(tmp_path)
+    stage(where, STATE)
+    journal.Journal().save(where)
+    sweep, fs = Path(where.experiment_fs_path), where.storage_filesystem
+    # Tune's own copies: newer than MLflow knows, from a later session, or cut off mid-copy;
+    # and a snapshot that was being written when the sweep died (never made current)
+    (sweep / "experiment_state-s1.json").write_text("{tri")
+    (sweep / "experiment_state-s2.json").write_text("{trials: 9}")
+    (sweep / "tuner.pkl").write_text("tuner")
+    (sweep / "journal" / "00000002").mkdir()
+    (sweep / "journal" / "00000002" / "experiment_state-s0.json").write_text("{trials: 2}")
+    assert journal.restore(fs, str(sweep))
+    files = {p.name: p.read_text() for p in sweep.iterdir() if p.is_file()}
+    assert files == {**STATE, "tuner.pkl": "tuner"}
+    stage(where, {"experiment_state-s1.json": "{trials: 3}"})
+    journal.Journal().save(where)  # the next save replaces the half-written folder whole
+    assert sorted(p.name for p in (sweep / "journal" / "00000002").iterdir()) == sorted(STATE)
+
+
+def test_without_a_journal_tunes_files_stay(tmp_path: Path) -> None:
+    where = storage(tmp_path)
+    sweep = Path(where.experiment_fs_path)
+    (sweep / "experiment_state-s1.json").write_text("{trials: 1}")
+    assert not journal.restore(where.storage_filesystem, str(sweep))
+    assert (sweep / "experiment_state-s1.json").read_text() == "{trials: 1}"

@@ -1,0 +1,92 @@
+"""The MLflow callback against a real SQLite store: updates wait for the end of Tune's step, and
+records replayed after a resume (the journal keeps the unsent ones) change nothing."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from pipeline.results import tracking
+from pipeline.results.sweep_logger import SweepLogger
+
+
+class Trial:
+    """What the callback reads of a Ray Tune Trial."""
+
+    def __init__(self, trial_id: str, x: float):
+        self.trial_id, self.config = trial_id, {"params": {"x": x}}
+
+    def __str__(self) -> str:
+        return f"t_{self.trial_id}"
+
+
+def logger(folder: Path) -> SweepLogger:
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    store = tracking.connect(uri, "log", str(folder))
+    parent = store.client.create_run(store.experiment_id).info.run_id
+    return SweepLogger(store, parent)
+
+
+def test_updates_wait_for_the_end_of_the_step(tmp_path: Path) -> None:
+    sweep = logger(tmp_path)
+    trial = Trial("a", 0.5)
+    sweep.on_trial_start(0, [], trial)
+    sweep.on_trial_result(0, [], trial, {"score": 1.0, "training_iteration": 1})
+    assert tracking.child_run_ids(sweep.store, sweep.parent_run_id) == {}
+    sweep.on_step_end(1, [])
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    assert [m.step for m in MlflowClient(sweep.store.uri).get_metric_history(run_id,
+                                                                             "score")] == [1]
+
+
+def test_replayed_records_leave_one_run_and_no_duplicate_metric(tmp_path: Path) -> None:
+    sweep = logger(tmp_path)
+    trial = Trial("a", 0.5)
+    sweep.on_trial_start(0, [], trial)
+    for step in (1, 2):
+        sweep.on_trial_result(0, [], trial, {"score": float(step), "training_iteration": step,
+                                             "node_id": "n1"})
+    sweep.on_trial_complete(0, [], trial)
+    saved = pickle.loads(pickle.dumps(sweep.get_state()))  # what the journal holds
+    sweep.flush()
+
+    resumed = pickle.loads(pickle.dumps(sweep))  # as Tune unpickles it from tuner.pkl
+    resumed.set_state(saved)
+    resumed.setup()
+    assert resumed.flush()
+    client = MlflowClient(sweep.store.uri)
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["node_id"] == "n1"
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "score")] == \
+        [(1, 1.0), (2, 2.0)]
+
+
+def test_a_trial_that_ends_without_starting_still_gets_a_run(tmp_path: Path) -> None:
+    sweep = logger(tmp_path)
+    trial = Trial("b", 0.1)
+    trial.error_file = None
+    sweep.on_trial_error(0, [], trial)
+    sweep.on_step_end(1, [])
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    run = MlflowClient(sweep.store.uri).get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "trial failed"
+
+
+def test_a_result_with_a_checkpoint_waits_until_tune_registered_it(tmp_path: Path) -> None:
+    """Sent before, a kill would make the trial start from its previous checkpoint and
+    report the same epoch twice; held results are not in the journal's state either."""
+    sweep = logger(tmp_path)
+    trial = Trial("c", 0.3)
+    sweep.on_trial_start(0, [], trial)
+    sweep.on_trial_result(0, [], trial, {"score": 1.0, "training_iteration": 1,
+                                         "should_checkpoint": True})
+    sweep.on_step_end(1, [])
+    assert [r[0] for r in sweep.get_state()["pending"]] == []
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    client = MlflowClient(sweep.store.uri)
+    assert client.get_metric_history(run_id, "score") == []
+    sweep.on_trial_save(2, [], trial)
+    sweep.on_step_end(2, [])
+    assert [m.step for m in client.get_metric_history(run_id, "score")] == [1]

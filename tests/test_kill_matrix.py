@@ -1,0 +1,148 @@
+"""A sweep SIGKILLed at many moments, then `--resume`d, ends as if it had never stopped.
+
+Each case runs the same small sweep (bayes or random, one or two trials at a time, the built-in
+trainable with a checkpoint per epoch or a custom one without checkpoints), kills the driver
+when a condition on what MLflow shows (or a trial's marker file) first holds, plus a delay that
+moves the kill across Tune's control loop (into a suggestion, a journal save, the summary), and
+resumes it. Then: exactly `num_samples` FINISHED child runs with distinct trial ids and no other
+run, no configuration run twice, the parent FINISHED, every finished result known to the Bayesian
+searcher, metric steps never repeated where a checkpoint existed, and a quiet resume.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pyarrow.fs
+from mlflow.tracking import MlflowClient
+
+from pipeline.search.skopt_search import load_saved
+
+from .conftest import local_store, write_experiment
+from .sweep_process import Cli, child_runs, parent_run, wait_for
+
+TRIALS = 4
+CUSTOM = """
+name: rel
+trainable: tests.trainables:steps_without_checkpoints
+params: {{x: 0.5, steps: 3, step_s: 0.4, marker_dir: {markers}}}
+search:
+  searcher: {searcher}
+  metric: score
+  mode: max
+  num_samples: 4
+  max_concurrent: {concurrent}
+  bayes: {{n_initial_points: 2}}
+  space:
+    params.x: {{uniform: [0.0, 1.0]}}
+"""
+BUILTIN = """
+name: rel
+data: {{batch_size: 16}}
+model: {{hidden: 32}}
+train: {{epochs: 3}}
+search:
+  searcher: {searcher}
+  num_samples: 4
+  max_concurrent: {concurrent}
+  bayes: {{n_initial_points: 2}}
+  space:
+    train.lr: {{loguniform: [1.0e-3, 0.3]}}
+"""
+
+
+def finished(n: int) -> Callable[[Path], bool]:
+    return lambda _: sum(r.info.status == "FINISHED" for r in child_runs()) >= n
+
+
+def reported(_: Path) -> bool:
+    """Some trial has reported, none has finished: the kill lands mid-trial."""
+    runs = child_runs()
+    return any(r.data.metrics for r in runs) and not any(r.info.status == "FINISHED"
+                                                        for r in runs)
+
+
+def mid_step(n: int) -> Callable[[Path], bool]:
+    """The custom trainable has entered its n-th step somewhere (its marker files)."""
+    return lambda workdir: any(p.name.endswith(f"-{n}") for p in (workdir / "m").iterdir())
+
+
+@dataclass(frozen=True)
+class Case:
+    searcher: str
+    concurrent: int
+    trainable: str
+    moment: str
+    when: Callable[[Path], bool]
+    delay_s: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.searcher}-c{self.concurrent}-{self.trainable}-{self.moment}"
+
+
+CASES = [
+    Case("bayes", 1, "custom", "after-trial-2", finished(2)),  # the case of the report
+    Case("bayes", 1, "custom", "mid-step", mid_step(2)),
+    Case("bayes", 2, "custom", "in-suggestion", finished(2), 0.15),
+    Case("bayes", 2, "builtin", "mid-trial", reported),
+    Case("random", 1, "builtin", "before-summary", finished(TRIALS)),
+    Case("random", 2, "custom", "before-first-end", reported, 0.3),
+]
+
+
+def sweep_file(workdir: Path, case: Case) -> Path:
+    (workdir / "m").mkdir(exist_ok=True)
+    template = CUSTOM if case.trainable == "custom" else BUILTIN
+    return write_experiment(workdir, template.format(searcher=case.searcher,
+                                                     concurrent=case.concurrent,
+                                                     markers=workdir / "m"))
+
+
+def searched_value(run) -> str:
+    return run.data.params.get("params.x") or run.data.params["train.lr"]
+
+
+def told_to_searcher(experiment_path: str) -> int:
+    searcher = load_saved(experiment_path, pyarrow.fs.LocalFileSystem())
+    return sum(len(cell.optimizer.yi) for cell in searcher._cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_a_killed_sweep_resumes_to_the_same_result(workdir: Path, case: Case) -> None:
+    exp_file = sweep_file(workdir, case)
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: case.when(workdir), timeout_s=240, every_s=0.1, while_running=first)
+    time.sleep(case.delay_s)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    before = {r.data.tags["trial_id"]: r for r in child_runs()}
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    runs = child_runs()
+    assert [r.info.status for r in runs] == ["FINISHED"] * TRIALS
+    assert len({r.data.tags["trial_id"] for r in runs}) == TRIALS
+    assert len({searched_value(r) for r in runs}) == TRIALS  # no configuration run twice
+    after = {r.data.tags["trial_id"]: r for r in runs}
+    assert all(after[t].info.run_id == r.info.run_id for t, r in before.items())  # continued
+    client = MlflowClient(local_store())
+    metric = "val_loss" if case.trainable == "builtin" else "step_seen"
+    for trial_id, run in after.items():
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
+        assert set(steps) == {1, 2, 3}
+        # finished before the kill: not run again; resumed from a checkpoint: no epoch twice
+        if case.trainable == "builtin" or before.get(trial_id, run).info.status == "FINISHED":
+            assert steps == [1, 2, 3], (trial_id, steps)
+    parent = parent_run()
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_total"] == TRIALS
+    if case.searcher == "bayes":
+        assert told_to_searcher(f"{parent.data.tags['storage_path']}/"
+                                f"{parent.data.tags['pipeline.sweep']}") == TRIALS
+    assert "Could not fetch metrics" not in out + err
+    assert "FileNotFoundError" not in out + err
