@@ -24,7 +24,7 @@ from pipeline.context import SweepContext
 from pipeline.execution import budget, cluster, journal, stopping, storage
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import train_trial, with_placement
-from pipeline.results import report, tracking
+from pipeline.results import history, report, tracking
 from pipeline.results.sweep_logger import SweepLogger
 from pipeline.search.schedulers import make_scheduler
 from pipeline.search.searchers import make_search
@@ -208,6 +208,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     started = time.perf_counter()
     # Tune must refresh its staged state every step for the journal to copy it (journal.py)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
+    history.quiet_missing_files()
     try:
         results, signum = stopping.fit_until_signal(tuner)
     except KeyboardInterrupt:  # a signal before Tune's own handler was in place

@@ -107,30 +107,6 @@ search: {searcher: random, num_samples: 1}
 
 
 @pytest.mark.slow
-def test_killed_driver_resumes_the_same_sweep_and_runs(workdir: Path) -> None:
-    exp_file = custom(workdir, "slow_steps", params="{steps: 4, step_s: 1.5}")
-    first = Cli(workdir, str(exp_file))
-    wait_for(lambda: any(r.info.status == "FINISHED" for r in child_runs())
-             and len(child_runs()) >= 3, timeout_s=180, while_running=first)
-    first.signal(signal.SIGKILL)
-    first.finish()
-    before = {r.data.tags["trial_id"]: r.info.run_id for r in child_runs()}
-
-    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
-    assert code == 0, err[-3000:]
-    assert "Resuming sweep rel-" in out
-    runs = child_runs()
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
-    after = {r.data.tags["trial_id"]: r.info.run_id for r in runs}
-    assert all(after[t] == run_id for t, run_id in before.items())  # same runs continued
-    client = MlflowClient(local_store())
-    for run in runs:
-        steps = {m.step for m in client.get_metric_history(run.info.run_id, "step_seen")}
-        assert steps == {1, 2, 3, 4}
-    assert parent_run().info.status == "FINISHED"
-
-
-@pytest.mark.slow
 def test_budget_spent_before_a_restart_counts_after_resume(workdir: Path) -> None:
     """11 s of 3 s trials, one at a time; the driver dies once MLflow shows 3 finished, ~3 s
     before the budget (Tune's saved state may be a trial behind). Counting what was spent
@@ -192,7 +168,7 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
 
 @pytest.mark.slow
 def test_a_second_sigterm_ends_the_shutdown_at_once(workdir: Path) -> None:
-    exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
+    exp_file = custom(workdir, "slow_steps", params="{steps: 5, step_s: 0.5}", num_samples=2)
     first = Cli(workdir, str(exp_file))
     wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
              while_running=first)

@@ -37,10 +37,15 @@ def _from_mlflow(store: tracking.Store, run_id: str, last: dict[str, Any],
     return frame
 
 
+def quiet_missing_files() -> None:
+    """Keep Ray from warning about trial files this module reads back from MLflow (it warns
+    when `Tuner.fit` builds its ResultGrid, so before `fit`)."""
+    logging.getLogger(RAY_ANALYSIS_LOGGER).setLevel(logging.ERROR)
+
+
 def trial_frames(results: tune.ResultGrid, store: tracking.Store, parent_run_id: str,
                  metric: str) -> dict[str, tuple[pd.DataFrame, dict[str, Any]]]:
     """Trial id -> (its results, one row per report; its config)."""
-    logging.getLogger(RAY_ANALYSIS_LOGGER).setLevel(logging.ERROR)
     run_ids: dict[str, str] | None = None
     frames = {}
     for result in results:
