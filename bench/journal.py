@@ -14,8 +14,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from bench.trainables import sleep_sweep
 from pipeline import study
-from pipeline.config import Experiment
 from pipeline.execution.journal import JOURNAL_DIR, STATS
 
 RESULTS = Path(__file__).parent / "results" / "journal.md"
@@ -25,14 +25,7 @@ TRIALS, REPORTS, REPORT_S, SLOTS = 24, 4, 0.25, 2
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        exp = Experiment.model_validate({
-            "name": "bench-journal", "trainable": "bench.trainables:sleep_epochs",
-            "params": {"x": 1.0, "epochs": REPORTS, "epoch_s": REPORT_S},
-            "search": {"searcher": "random", "metric": "loss", "mode": "min",
-                       "num_samples": TRIALS, "max_concurrent": SLOTS,
-                       "space": {"params.x": {"uniform": [0.0, 1.0]}}},
-            "tracking": {"uri": f"sqlite:///{folder}/mlflow.db"},
-            "storage": {"path": str(folder / "ray_results")}})
+        exp = sleep_sweep("bench-journal", folder, TRIALS, REPORTS, REPORT_S, SLOTS)
         outcome = study.run(exp, register=False)
         stats = json.loads((folder / "ray_results" / outcome.sweep_name / JOURNAL_DIR
                             / STATS).read_text())

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
+from bench.trainables import sleep_sweep
 from pipeline import study
 from pipeline.config import Experiment
 from pipeline.training import loop as training
@@ -29,14 +30,7 @@ TRIALS, EPOCH_S, EPOCHS, SLOTS = 12, 1.0, 5, 2
 
 def overhead(folder: Path) -> tuple[float, float]:
     """(Tuner.fit wall s, whole run s) for the sleep sweep."""
-    exp = Experiment.model_validate({
-        "name": "bench-overhead", "trainable": "bench.trainables:sleep_epochs",
-        "params": {"x": 1.0, "epochs": EPOCHS, "epoch_s": EPOCH_S},
-        "search": {"searcher": "random", "metric": "loss", "mode": "min",
-                   "num_samples": TRIALS, "max_concurrent": SLOTS,
-                   "space": {"params.x": {"uniform": [0.0, 1.0]}}},
-        "tracking": {"uri": f"sqlite:///{folder}/mlflow.db"},
-        "storage": {"path": str(folder / "ray_results")}})
+    exp = sleep_sweep("bench-overhead", folder, TRIALS, EPOCHS, EPOCH_S, SLOTS)
     started = time.perf_counter()
     outcome = study.run(exp, register=False)
     return outcome.fit_s, time.perf_counter() - started

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ray import tune
+
+from pipeline.config import Experiment
 
 
 def sleep_epochs(config: dict) -> None:
@@ -11,3 +14,17 @@ def sleep_epochs(config: dict) -> None:
     for epoch in range(config["params"]["epochs"]):
         time.sleep(config["params"]["epoch_s"])
         tune.report({"loss": config["params"]["x"] / (epoch + 1)})
+
+
+def sleep_sweep(name: str, folder: Path, trials: int, epochs: int, epoch_s: float,
+                slots: int) -> Experiment:
+    """A random search of `trials` sleep_epochs trials, `slots` at a time, MLflow and Ray's
+    results in `folder`."""
+    return Experiment.model_validate({
+        "name": name, "trainable": "bench.trainables:sleep_epochs",
+        "params": {"x": 1.0, "epochs": epochs, "epoch_s": epoch_s},
+        "search": {"searcher": "random", "metric": "loss", "mode": "min",
+                   "num_samples": trials, "max_concurrent": slots,
+                   "space": {"params.x": {"uniform": [0.0, 1.0]}}},
+        "tracking": {"uri": f"sqlite:///{folder}/mlflow.db"},
+        "storage": {"path": str(folder / "ray_results")}})
