@@ -58,17 +58,21 @@ def _check_space(exp: Experiment) -> None:
         raise ConfigError("search.space: a bayes search needs at least one non-grid domain")
 
 
-def check_trainable(spec: str | None) -> None:
-    """Import a custom trainable named by the user (never anything they did not name)."""
+def check_callable(field: str, spec: str | None) -> None:
+    """Import a function the user named in `field` (never anything they did not name)."""
     if spec is None:
         return
     module_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as error:
-        raise ConfigError(f"trainable: cannot import {spec!r} ({error})") from None
+        raise ConfigError(f"{field}: cannot import {spec!r} ({error})") from None
     if not callable(fn):
-        raise ConfigError(f"trainable: {spec!r} is not callable")
+        raise ConfigError(f"{field}: {spec!r} is not callable")
+
+
+def check_trainable(spec: str | None) -> None:
+    check_callable("trainable", spec)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -102,4 +106,6 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     exp = validate(raw)
     _check_space(exp)
     check_trainable(exp.trainable)
+    check_callable("data.factory", exp.data.factory)
+    check_callable("model.factory", exp.model.factory)
     return exp
