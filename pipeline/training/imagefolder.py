@@ -164,7 +164,7 @@ class LazyImages:
     def dtype(self) -> torch.dtype:
         return torch.uint8
 
-    def to(self, device: torch.device) -> LazyImages:  # stays on disk; batches move instead
+    def to(self, *args, **kwargs) -> LazyImages:  # stays on disk; batches move instead
         return self
 
     def __getitem__(self, index: int | slice | list | torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,150 @@
+"""Any torchvision classification model by name, fitted to the data set's input and classes.
+
+Small inputs, per family (the side `s` of the data set's images):
+- resnet, resnext, wide_resnet without pretrained weights and s < 64: the CIFAR stem (3x3
+  stride-1 first conv, no max-pool); the ImageNet stem (stride 4 before the first block) would
+  leave a 32x32 image 1x1 after the last stage.
+- every model whose weights declare a `min_size` above s (alexnet 63, inception_v3 75, densenet
+  29, squeezenet 17-21, vgg and convnext 32, efficientnet_v2 33, swin and maxvit 224): the input
+  is resized up to that size (bilinear) in front of the network; vit_* and maxvit_t take exactly
+  their size, so every input is resized to it. Pretrained stems are kept as trained.
+- one-channel images (digits, MNIST) are repeated to three channels.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pipeline.config import ConfigError, Model
+
+CIFAR_STEM_FAMILIES = ("resnet", "resnext", "wide_resnet")
+FIXED_SIZE_FAMILIES = ("vit_", "maxvit_")
+NO_AUX = ("googlenet", "inception_v3")  # their auxiliary heads return tuples in train mode
+
+
+def names() -> list[str]:
+    import torchvision.models
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def unknown(arch: str, builtins: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(arch, builtins + names(), n=3, cutoff=0.4)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return ConfigError(f"model.arch: unknown model {arch!r} (built-ins {', '.join(builtins)} "
+                       f"or a torchvision classification model){hint}")
+
+
+class InputAdapter(nn.Module):
+    """Repeat one channel to three and resize to what the network needs."""
+
+    def __init__(self, channels: int, size: int | None) -> None:
+        super().__init__()
+        self.repeat, self.size = channels == 1, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.repeat:
+            x = x.expand(-1, 3, -1, -1)
+        if self.size is not None and x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                              align_corners=False, antialias=False)
+        return x
+
+
+def _min_size(arch: str) -> int:
+    import torchvision.models
+
+    return max(list(torchvision.models.get_model_weights(arch))[0].meta["min_size"])
+
+
+def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """torchvision's `arch` for num_classes, adapted to input_shape as described above."""
+    import torchvision.models
+
+    kwargs = {"aux_logits": False, "init_weights": True} if cfg.arch in NO_AUX else {}
+    net = torchvision.models.get_model(cfg.arch, weights=None, num_classes=num_classes,
+                                       **kwargs)
+    side, min_size = input_shape[-1], _min_size(cfg.arch)
+    if cfg.arch.startswith(CIFAR_STEM_FAMILIES) and cfg.weights is None and side < 64:
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    fixed = cfg.arch.startswith(FIXED_SIZE_FAMILIES)
+    size = min_size if fixed or side < min_size else None
+    if input_shape[0] == 1 or size is not None:
+        return nn.Sequential(InputAdapter(input_shape[0], size), net)
+    return net
+
+
+def head_name(net: nn.Module) -> str:
+    """The classifier head: the last Linear layer (the last Conv2d for squeezenet)."""
+    linear = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    conv = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    return (linear or conv)[-1]
+
+
+def _hub_state_dict(arch: str, name: str) -> dict[str, torch.Tensor]:
+    import torchvision.models
+
+    try:
+        weights = (torchvision.models.get_weight(name) if "." in name
+                   else torchvision.models.get_model_weights(arch)[name])
+    except (KeyError, ValueError, AttributeError):
+        valid = [w.name for w in torchvision.models.get_model_weights(arch)]
+        raise ConfigError(f"model.weights: {name!r} is neither a file nor weights of {arch} "
+                          f"(one of {', '.join(valid + ['DEFAULT'])})") from None
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints",
+                          os.path.basename(urlparse(weights.url).path))
+    if not os.path.exists(cached):  # never a download: offline it would hang, then fail
+        raise ConfigError(f"model.weights: {weights} is not in the torch hub cache ({cached}); "
+                          f"fetch it where there is internet ({weights.url}) and copy it "
+                          "there, or give a state-dict file")
+    return torch.load(cached, map_location="cpu", weights_only=True)
+
+
+def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"model.weights: no such file {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors alike
+        raise ConfigError(f"model.weights: {path} is not a PyTorch state dict ({error})"
+                          .splitlines()[0]) from None
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ConfigError(f"model.weights: {path} holds a {type(state).__name__}, not a "
+                          "state dict")
+    return state
+
+
+def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
+    """Copy every tensor of the weights whose name and shape match into net, except the
+    classifier head's (replaced for the data set's classes); returns how many were copied."""
+    looks_like_file = os.sep in cfg.weights or cfg.weights.endswith((".pt", ".pth", ".bin"))
+    if looks_like_file or arch_for_names is None:
+        state = _file_state_dict(cfg.weights)
+    else:
+        state = _hub_state_dict(arch_for_names, cfg.weights)
+    own, head = net.state_dict(), head_name(net) + "."
+    # a network wrapped as Sequential(InputAdapter, net) names its keys "1.<key>"
+    prefix = "1." if isinstance(net, nn.Sequential) and isinstance(net[0], InputAdapter) \
+        else ""
+    matched = {prefix + k: v for k, v in state.items()
+               if prefix + k in own and own[prefix + k].shape == v.shape
+               and not (prefix + k).startswith(head)}
+    if not matched:
+        raise ConfigError(f"model.weights: none of the {len(state)} tensors of "
+                          f"{cfg.weights} fit model.arch {cfg.arch}")
+    net.load_state_dict(matched, strict=False)
+    return len(matched)
+
+
+def freeze_backbone(net: nn.Module) -> None:
+    """Only the classifier head keeps training."""
+    head = head_name(net) + "."
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith(head))
