@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,30 @@ def check_trainable(spec: str | None) -> None:
     check_callable("trainable", spec)
 
 
+BUILTIN_ARCHS = ("mlp", "cnn", "resnet18")
+
+
+def _check_arch(exp: Experiment) -> None:
+    """model.arch (and every model.arch the search tries) names a built-in or a torchvision
+    classification model; else the closest names. torchvision is imported only when an arch
+    is not a built-in, so this room stays free of torch otherwise."""
+    if exp.model.factory is not None:
+        return
+    space = exp.search.space.get("model.arch")
+    archs = [exp.model.arch, *(domain_values(space) if space is not None else [])]
+    if all(arch in BUILTIN_ARCHS for arch in archs):
+        return
+    import torchvision.models
+
+    known = [*BUILTIN_ARCHS, *torchvision.models.list_models(module=torchvision.models)]
+    for arch in archs:
+        if arch not in known:
+            close = difflib.get_close_matches(str(arch), known, n=3, cutoff=0.4)
+            raise ConfigError(f"model.arch: unknown model {arch!r} (built-ins "
+                              f"{', '.join(BUILTIN_ARCHS)} or a torchvision classification "
+                              f"model){'; closest: ' + ', '.join(close) if close else ''}")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`a.b=c` -> ("a.b", value parsed as YAML, so numbers and lists get their types)."""
     path, sep, value = text.partition("=")
@@ -106,6 +131,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     exp = validate(raw)
     _check_space(exp)
     check_trainable(exp.trainable)
+    _check_arch(exp)
     check_callable("data.factory", exp.data.factory)
     check_callable("model.factory", exp.model.factory)
     return exp

@@ -112,6 +112,13 @@ class Model(Strict):
     """`package.module:function` called as `function(model_section, input_shape, num_classes)`
     returning an `nn.Module`: your own network with the built-in trial (`arch` is ignored)."""
 
+    @model_validator(mode="after")
+    def _frozen_needs_weights(self) -> Model:
+        if self.freeze == "backbone" and self.weights is None:
+            raise ValueError("model.freeze: backbone needs model.weights (a random backbone "
+                             "would stay random)")
+        return self
+
 
 class Train(Strict):
     epochs: int = Field(10, ge=1)

@@ -15,7 +15,7 @@ from torch import nn
 
 from pipeline.config import ConfigError, Model
 from pipeline.training import torchvision_models
-from pipeline.training.normalize import Standardize, to_unit
+from pipeline.training.normalize import standardizer, to_unit
 
 
 def _mlp(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -61,10 +61,15 @@ class Network(nn.Module):
                  std: Sequence[float] | None = None) -> None:
         super().__init__()
         self.net = net
-        self.standardize = Standardize(mean, std) if mean is not None else nn.Identity()
+        self.standardize = standardizer(mean, std) if mean is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.standardize(to_unit(x)))
+
+    def portable(self) -> nn.Sequential:
+        """The same network on [0, 1] float inputs, built of torch modules only (what the
+        registry saves: loading it needs torch and torchvision, not this package)."""
+        return nn.Sequential(self.standardize, self.net)
 
 
 def _bare(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -79,7 +84,8 @@ def _bare(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
     if cfg.arch in BUILDERS and not (cfg.arch == "resnet18" and cfg.weights is not None):
         return BUILDERS[cfg.arch](cfg, input_shape, num_classes)
     if cfg.arch not in torchvision_models.names():
-        raise torchvision_models.unknown(cfg.arch, list(BUILDERS))
+        raise ConfigError(f"model.arch: unknown model {cfg.arch!r} (config.load names the "
+                          "closest)")
     return torchvision_models.build(cfg, input_shape, num_classes)
 
 

@@ -38,14 +38,13 @@ def channel_stats(x, seed: int = 0) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-class Standardize(nn.Module):
-    """(x - mean) / std per channel, on [0, 1] inputs; part of the registered model so it
-    takes the same inputs as the data set holds."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+def standardizer(mean: Sequence[float], std: Sequence[float]) -> nn.Conv2d:
+    """(x - mean) / std per channel as a fixed 1x1 convolution: a plain torch module, so the
+    registered model loads anywhere torch does, without this package."""
+    channels = len(mean)
+    conv = nn.Conv2d(channels, channels, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.diag(1 / torch.tensor(std)).view(channels, channels, 1, 1))
+        conv.bias.copy_(-torch.tensor(mean) / torch.tensor(std))
+    conv.requires_grad_(False)
+    return conv

@@ -12,13 +12,11 @@ Small inputs, per family (the side `s` of the data set's images):
 """
 from __future__ import annotations
 
-import difflib
 import os
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from pipeline.config import ConfigError, Model
 
@@ -33,27 +31,17 @@ def names() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def unknown(arch: str, builtins: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(arch, builtins + names(), n=3, cutoff=0.4)
-    hint = f"; closest: {', '.join(close)}" if close else ""
-    return ConfigError(f"model.arch: unknown model {arch!r} (built-ins {', '.join(builtins)} "
-                       f"or a torchvision classification model){hint}")
-
-
-class InputAdapter(nn.Module):
-    """Repeat one channel to three and resize to what the network needs."""
-
-    def __init__(self, channels: int, size: int | None) -> None:
-        super().__init__()
-        self.repeat, self.size = channels == 1, size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.repeat:
-            x = x.expand(-1, 3, -1, -1)
-        if self.size is not None and x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                              align_corners=False, antialias=False)
-        return x
+def input_adapter(channels: int, size: int | None) -> nn.Sequential:
+    """Repeat one channel to three (a fixed 1x1 conv) and resize to what the network needs;
+    torch modules only, like the rest of a registered model."""
+    layers: list[nn.Module] = []
+    if channels == 1:
+        repeat = nn.Conv2d(1, 3, 1, bias=False)
+        nn.init.ones_(repeat.weight)
+        layers.append(repeat.requires_grad_(False))
+    if size is not None:
+        layers.append(nn.Upsample(size=(size, size), mode="bilinear", align_corners=False))
+    return nn.Sequential(*layers)
 
 
 def _min_size(arch: str) -> int:
@@ -76,7 +64,8 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
     fixed = cfg.arch.startswith(FIXED_SIZE_FAMILIES)
     size = min_size if fixed or side < min_size else None
     if input_shape[0] == 1 or size is not None:
-        return nn.Sequential(InputAdapter(input_shape[0], size), net)
+        net = nn.Sequential(input_adapter(input_shape[0], size), net)
+        net.adapted = True
     return net
 
 
@@ -130,9 +119,8 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     else:
         state = _hub_state_dict(arch_for_names, cfg.weights)
     own, head = net.state_dict(), head_name(net) + "."
-    # a network wrapped as Sequential(InputAdapter, net) names its keys "1.<key>"
-    prefix = "1." if isinstance(net, nn.Sequential) and isinstance(net[0], InputAdapter) \
-        else ""
+    # a network behind an input adapter, Sequential(adapter, net), names its keys "1.<key>"
+    prefix = "1." if getattr(net, "adapted", False) else ""
     matched = {prefix + k: v for k, v in state.items()
                if prefix + k in own and own[prefix + k].shape == v.shape
                and not (prefix + k).startswith(head)}

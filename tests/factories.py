@@ -1,0 +1,38 @@
+"""A user's own data set and network, named as `data.factory` / `model.factory` would name
+them: the built-in trial trains them, so the LR range test, checkpoints, resume and the
+registry work for them too."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.training.data import Tensors
+
+
+def blobs(cfg, seed: int) -> Tensors:
+    """Two Gaussian blobs as 1x4x4 'images' (class = which blob), with a test split."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(240) % 2
+    x = torch.randn(240, 1, 4, 4, generator=g) * 0.5 + y[:, None, None, None].float()
+    return Tensors(x[:160], y[:160], x[160:200], y[160:200], 2, x[200:], y[200:])
+
+
+def not_tensors(cfg, seed: int) -> list:
+    return [1, 2, 3]
+
+
+def tiny_net(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Flatten + one hidden layer of model.hidden units."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()),
+                                                 cfg.hidden), nn.ReLU(),
+                         nn.Linear(cfg.hidden, num_classes))
+
+
+def unpadded_convs(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Three 5x5 convolutions without padding: needs inputs of at least 13x13."""
+    return nn.Sequential(nn.Conv2d(input_shape[0], 4, 5), nn.Conv2d(4, 4, 5), nn.Conv2d(4, 4, 5),
+                         nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+def not_a_module(cfg, input_shape, num_classes) -> str:
+    return "a network"
