@@ -66,6 +66,13 @@ class Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.standardize(to_unit(x)))
 
+    def train(self, mode: bool = True) -> Network:
+        super().train(mode)
+        for module in self.net.modules():
+            if getattr(module, "frozen", False):  # a frozen backbone's batch norm
+                module.eval()
+        return self
+
     def portable(self) -> nn.Sequential:
         """The same network on [0, 1] float inputs, built of torch modules only (what the
         registry saves: loading it needs torch and torchvision, not this package)."""

@@ -107,6 +107,9 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ConfigError(f"model.weights: {path} holds a {type(state).__name__}, not a "
                           "state dict")
+    # a checkpoint of this pipeline (state.pt) holds models.Network: the network is under net.
+    if any(key.startswith("net.") for key in state):
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     return state
 
 
@@ -132,7 +135,11 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
 
 
 def freeze_backbone(net: nn.Module) -> None:
-    """Only the classifier head keeps training."""
+    """Only the classifier head keeps training; the backbone's batch-norm statistics stay as
+    loaded too (`models.Network.train` keeps those layers in eval mode)."""
     head = head_name(net) + "."
     for name, param in net.named_parameters():
         param.requires_grad_(name.startswith(head))
+    for name, module in net.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(head):
+            module.frozen = True
