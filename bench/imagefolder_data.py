@@ -22,10 +22,10 @@ def draw(shape: str, rng: np.random.Generator, size: tuple[int, int]):
     from PIL import Image, ImageDraw
 
     w, h = size
-    noise = rng.integers(0, 90, (h, w, 3), dtype=np.uint8) + rng.integers(0, 80, 3, dtype=np.uint8)
+    noise = rng.integers(0, 40, (h, w, 3)) + rng.integers(0, 80, 3)
     image = Image.fromarray(noise.astype(np.uint8))
     pen = ImageDraw.Draw(image)
-    r = int(rng.uniform(0.2, 0.4) * min(w, h))
+    r = int(rng.uniform(0.25, 0.45) * min(w, h))
     cx, cy = int(rng.uniform(r, w - r)), int(rng.uniform(r, h - r))
     colour = tuple(int(c) for c in rng.integers(140, 256, 3))
     if shape == "circle":

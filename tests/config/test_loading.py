@@ -79,6 +79,27 @@ BAD_OVERRIDES = [
     (["search.bayes.base_estimator=GBRT"], "search.bayes.base_estimator:"),
     (["search.bayes.n_initial_points=0"], "search.bayes.n_initial_points:"),
     (["storage.path=s3://"], "storage.path:"),
+    (["model.arch=resnet19"], "model.arch: unknown model 'resnet19'"),
+    (["model.arch=resnt18"], "closest: resnet18"),
+    (["search.space.model.arch={choice: [cnn, efficientnet_b9]}"], "unknown model "
+                                                                    "'efficientnet_b9'"),
+    (["model.freeze=head"], "model.freeze:"),
+    (["model.freeze=backbone"], "model.freeze: backbone needs model.weights"),
+    (["model.factory=not a spec"], "model.factory:"),
+    (["data.augment=[rotate]"], "data.augment.0:"),
+    (["data.augment=flip"], "data.augment:"),
+    (["data.crop_padding=-1"], "data.crop_padding:"),
+    (["data.image_size=4"], "data.image_size:"),
+    (["data.test_fraction=1.0"], "data.test_fraction:"),
+    (["data.test_fraction=-0.1"], "data.test_fraction:"),
+    (["data.val_fraction=0.5", "data.test_fraction=0.5"], "val_fraction + test_fraction"),
+    (["data.cache=disk"], "data.cache:"),
+    (["data.memory_budget_mb=0"], "data.memory_budget_mb:"),
+    (["data.workers=-1"], "data.workers:"),
+    (["data.normalize=maybe"], "data.normalize:"),
+    (["data.mean=[0.5]"], "data.mean and data.std: give both"),
+    (["data.factory=tests.nowhere:load"], "data.factory: cannot import"),
+    (["train.compile=sometimes"], "train.compile:"),
 ]
 
 
