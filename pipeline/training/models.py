@@ -118,7 +118,8 @@ def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> None:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, *input_shape))
     except RuntimeError as error:
-        raise ConfigError(f"model.arch: {cfg.arch} cannot take {input_shape[0]}x"
+        field, name = ("model.factory", cfg.factory) if cfg.factory else ("model.arch", cfg.arch)
+        raise ConfigError(f"{field}: {name} cannot take {input_shape[0]}x"
                           f"{input_shape[1]}x{input_shape[2]} inputs (raise data.image_size): "
                           f"{str(error).splitlines()[0]}") from None
     if tuple(out.shape) != (2, num_classes):
