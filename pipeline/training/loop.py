@@ -250,6 +250,8 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
             "val_acc": val_acc, "lr": lr, "epoch_time_s": time.perf_counter() - started,
             "samples_per_s": len(d.x_train) / train_s,
         }
+        if s.device.type == "cuda":  # what a fractional-GPU trial really takes of the GPU
+            metrics["gpu_mem_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
         yield Epoch(metrics, lambda e=epoch + 1: snapshot(e))
 
 
