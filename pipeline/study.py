@@ -25,7 +25,7 @@ from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
 from pipeline.execution import budget, cluster, storage
 from pipeline.execution.progress import Progress
-from pipeline.execution.trainable import train_trial
+from pipeline.execution.trainable import share, train_trial
 from pipeline.results import report, tracking
 from pipeline.search.schedulers import make_scheduler
 from pipeline.search.searchers import make_search
@@ -97,7 +97,7 @@ def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     if exp.trainable is None:
         # the test split stays with the driver: trials never see it
         fn = tune.with_parameters(train_trial, exp=exp,
-                                  data=replace(data, x_test=None, y_test=None))
+                                  data=share(replace(data, x_test=None, y_test=None)))
     else:
         module, _, attr = exp.trainable.partition(":")
         fn = getattr(importlib.import_module(module), attr)
