@@ -59,10 +59,10 @@ def main() -> None:
             rows.append((name, reference, per_trial))
     ray.shutdown()
     lines = ["# In-trial throughput in one reused worker (`python -m bench.reuse`)", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on this machine (2 cores shared with "
-             "other work, no GPU): treat single figures as noisy.", "",
-             "| model | bare samples/s | in-trial / bare, median | 1st trial | 10th / 1st | "
-             "per trial (in-trial / bare, start order) |", "| --- | --- | --- | --- | --- | --- |"]
+             (f"Measured {time.strftime('%Y-%m-%d %H:%M')} on this machine (2 cores shared with "
+              "other work, no GPU): treat single figures as noisy."), "",
+             ("| model | bare samples/s | in-trial / bare, median | 1st trial | 10th / 1st | "
+              "per trial (in-trial / bare, start order) |"), "| --- | --- | --- | --- | --- | --- |"]
     for name, reference, per_trial in rows:
         ratios = [t / reference for t in per_trial]
         lines.append(f"| {name} | {reference:,.0f} | {statistics.median(ratios):.2f} | "

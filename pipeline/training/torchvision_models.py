@@ -13,6 +13,7 @@ Small inputs, per family (the side `s` of the data set's images):
 from __future__ import annotations
 
 import os
+import pickle
 from urllib.parse import urlparse
 
 import torch
@@ -47,7 +48,7 @@ def input_adapter(channels: int, size: int | None) -> nn.Sequential:
 def _min_size(arch: str) -> int:
     import torchvision.models
 
-    return max(list(torchvision.models.get_model_weights(arch))[0].meta["min_size"])
+    return max(next(iter(torchvision.models.get_model_weights(arch))).meta["min_size"])
 
 
 def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -100,7 +101,7 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
         raise ConfigError(f"model.weights: no such file {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch errors alike
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         raise ConfigError(f"model.weights: {path} is not a PyTorch state dict ({error})"
                           .splitlines()[0]) from None
     state = state.get("model", state) if isinstance(state, dict) else state

@@ -81,8 +81,8 @@ BAD_OVERRIDES = [
     (["storage.path=s3://"], "storage.path:"),
     (["model.arch=resnet19"], "model.arch: unknown model 'resnet19'"),
     (["model.arch=resnt18"], "closest: resnet18"),
-    (["search.space.model.arch={choice: [cnn, efficientnet_b9]}"], "unknown model "
-                                                                    "'efficientnet_b9'"),
+    (["search.space.model.arch={choice: [cnn, efficientnet_b9]}"],
+     "unknown model 'efficientnet_b9'"),
     (["model.freeze=head"], "model.freeze:"),
     (["model.freeze=backbone"], "model.freeze: backbone needs model.weights"),
     (["model.factory=not a spec"], "model.factory:"),

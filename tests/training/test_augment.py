@@ -6,7 +6,7 @@ import torch
 
 from pipeline.config import Experiment
 from pipeline.training import augment
-from pipeline.training.data import Data, load
+from pipeline.training.data import load
 from pipeline.training.loop import fit
 
 X = torch.rand(64, 3, 12, 12, generator=torch.Generator().manual_seed(0))
