@@ -158,6 +158,11 @@ def _imagefolder(cfg: Data, seed: int) -> Tensors:
     listings = {s: (list(paths[p]), labels[p]) for s, p in zip([*holdout, "train"], parts)}
     listings.update({s: (v.paths, np.asarray(v.labels)) for s, v in layout.splits.items()
                      if s != "train"})
+    for split, (split_paths, _) in listings.items():
+        if not split_paths:
+            raise ConfigError(f"data.root: no images left for the {split} split of {cfg.root} "
+                              f"({len(paths)} training images; add images or change the "
+                              "fractions)")
     size = cfg.image_size or imagefolder.DEFAULT_SIZE
     total = sum(len(p) for p, _ in listings.values())
     in_memory, mb = imagefolder.fits_in_memory(cfg, total)

@@ -126,6 +126,12 @@ def test_bad_folders_name_the_problem(tmp_path: Path) -> None:
         load(_data(root))
 
 
+def test_too_few_images_for_a_split_is_refused(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "two", per_class=2, classes=2)
+    with pytest.raises(ConfigError, match="data.root: no images left for the val split"):
+        load(_data(root, val_fraction=0.3, test_fraction=0.3))
+
+
 def test_a_val_folder_with_a_class_train_lacks_is_refused(tmp_path: Path) -> None:
     write_folder(tmp_path / "train", per_class=2, classes=2)
     write_folder(tmp_path / "val", per_class=2, classes=3)
