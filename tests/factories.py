@@ -3,6 +3,9 @@ them: the built-in trial trains them, so the LR range test, checkpoints, resume 
 registry work for them too."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -36,3 +39,26 @@ def unpadded_convs(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Mo
 
 def not_a_module(cfg, input_shape, num_classes) -> str:
     return "a network"
+
+
+class _FailsOnce(nn.Module):
+    """A network that raises once, on the first training step of its second epoch, while the
+    file `marker` does not exist (it creates it): a trial that must resume from a checkpoint."""
+
+    def __init__(self, net: nn.Module, steps_per_epoch: int, marker: Path) -> None:
+        super().__init__()
+        self.net, self.steps, self.marker, self.calls = net, steps_per_epoch, marker, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+            if self.calls == self.steps + 1 and not self.marker.exists():
+                self.marker.touch()
+                raise RuntimeError("fails once, in its second epoch")
+        return self.net(x)
+
+
+def fails_once(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """tiny_net for `blobs` at batch 16 (10 steps per epoch); marker file: $FAILS_ONCE_MARKER."""
+    return _FailsOnce(tiny_net(cfg, input_shape, num_classes), 10,
+                      Path(os.environ["FAILS_ONCE_MARKER"]))

@@ -120,3 +120,38 @@ search:
     assert "LR range test: searching train.lr in" in out
     assert "Model registry: fac version 1" in out
     assert outcome.test["test_acc"] > 0.7
+
+
+@pytest.mark.slow
+def test_factories_resume_from_the_checkpoint_after_a_failure(workdir: Path, monkeypatch) -> None:
+    """The LR range test runs on the factories' network; the trial fails in its second epoch,
+    Ray retries it from the epoch-1 checkpoint, and it ends exactly where an uninterrupted
+    run ends."""
+    from pipeline.training.data import load as load_data
+    from pipeline.training.loop import fit
+
+    from .test_reliability import Cli
+
+    monkeypatch.setenv("FAILS_ONCE_MARKER", str(workdir / "failed-once"))
+    exp_file = write_experiment(workdir, """
+name: flaky
+data: {factory: "tests.factories:blobs", batch_size: 16}
+model: {factory: "tests.factories:fails_once", hidden: 8}
+train: {epochs: 3, lr: 0.1}
+lr_range_test: {enabled: true, num_iter: 8}
+search: {searcher: random, num_samples: 1, max_failures: 1}
+""")
+    code, out, err = Cli(workdir, str(exp_file)).finish()
+    assert code == 0, err[-3000:]
+    assert (workdir / "failed-once").exists() and "LR range test:" in out
+    client = MlflowClient(local_store())
+    (run,) = [r for r in client.search_runs([client.get_experiment_by_name("flaky")
+                                             .experiment_id]) if "mlflow.parentRunId" in
+              r.data.tags]
+    assert run.info.status == "FINISHED"
+    history = sorted(client.get_metric_history(run.info.run_id, "val_loss"),
+                     key=lambda m: m.step)
+    assert [m.step for m in history] == [1, 2, 3]
+    exp = load(exp_file, [f"train.lr={run.data.params['train.lr']}"])
+    expected = [e.metrics["val_loss"] for e in fit(exp, load_data(exp.data, exp.seed))]
+    assert [m.value for m in history] == pytest.approx(expected, rel=1e-4)
