@@ -101,20 +101,21 @@ def test_an_image_folder_sweep_scores_the_best_model_on_the_test_split(
     assert model(torch.rand(3, 3, 16, 16)).shape == (3, 2)
 
 
+FACTORIES = """
+name: {name}
+data: {{factory: "tests.factories:blobs", batch_size: 16}}
+model: {{factory: "tests.factories:{net}", hidden: 8}}
+train: {{epochs: {epochs}, lr: 0.1}}
+lr_range_test: {{enabled: true, num_iter: {num_iter}}}
+search: {search}
+"""
+
+
 @pytest.mark.slow
 def test_factories_sweep_with_the_lr_range_test(workdir: Path, ray_local, capsys) -> None:
-    exp_file = write_experiment(workdir, """
-name: fac
-data: {factory: "tests.factories:blobs", batch_size: 16}
-model: {factory: "tests.factories:tiny_net", hidden: 8}
-train: {epochs: 2, lr: 0.1}
-lr_range_test: {enabled: true, num_iter: 20}
-search:
-  searcher: random
-  num_samples: 2
-  space:
-    train.lr: lr_range
-""")
+    exp_file = write_experiment(workdir, FACTORIES.format(
+        name="fac", net="tiny_net", epochs=2, num_iter=20,
+        search="{searcher: random, num_samples: 2, space: {train.lr: lr_range}}"))
     outcome = study.run(load(exp_file), exp_file)
     out = capsys.readouterr().out
     assert "LR range test: searching train.lr in" in out
@@ -133,14 +134,9 @@ def test_factories_resume_from_the_checkpoint_after_a_failure(workdir: Path, mon
     from .test_reliability import Cli
 
     monkeypatch.setenv("FAILS_ONCE_MARKER", str(workdir / "failed-once"))
-    exp_file = write_experiment(workdir, """
-name: flaky
-data: {factory: "tests.factories:blobs", batch_size: 16}
-model: {factory: "tests.factories:fails_once", hidden: 8}
-train: {epochs: 3, lr: 0.1}
-lr_range_test: {enabled: true, num_iter: 8}
-search: {searcher: random, num_samples: 1, max_failures: 1}
-""")
+    exp_file = write_experiment(workdir, FACTORIES.format(
+        name="flaky", net="fails_once", epochs=3, num_iter=8,  # 8 < a trial's 11th step
+        search="{searcher: random, num_samples: 1, max_failures: 1}"))
     code, out, err = Cli(workdir, str(exp_file)).finish()
     assert code == 0, err[-3000:]
     assert (workdir / "failed-once").exists() and "LR range test:" in out
