@@ -256,7 +256,7 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
 
 
 def score_test_split(exp: Experiment, data: Tensors, model_state: dict[str, Any],
-                 device: torch.device | None = None) -> dict[str, float]:
+                     device: torch.device | None = None) -> dict[str, float]:
     """The trained model (a checkpoint's weights) scored once on the test split; {} when the
     data set has none. For the end of a sweep: the trials never see this split."""
     if data.x_test is None:
