@@ -131,6 +131,13 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     if not matched:
         raise ConfigError(f"model.weights: none of the {len(state)} tensors of "
                           f"{cfg.weights} fit model.arch {cfg.arch}")
+    # most of the backbone must come from the weights: a partial fit is another architecture
+    # (or another version of its layer names), and training on it would be silently random
+    backbone = [k for k in own if k.startswith(prefix) and not k.startswith(head)]
+    if len(matched) < len(backbone) / 2:
+        raise ConfigError(f"model.weights: only {len(matched)} of the {len(backbone)} "
+                          f"backbone tensors of {cfg.arch} fit {cfg.weights} (weights of "
+                          "another architecture?)")
     net.load_state_dict(matched, strict=False)
     return len(matched)
 

@@ -85,6 +85,11 @@ def test_weight_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="none of the 1 tensors"):
         build_model(Model(arch=SMALL, weights=str(tmp_path / "other.pt")), (3, 16, 16), 3)
+    stem_only = {k: v for k, v in build_model(Model(arch=SMALL), (3, 16, 16), 3).net
+                 .state_dict().items() if k.startswith("conv1.")}
+    torch.save(stem_only, tmp_path / "stem.pt")
+    with pytest.raises(ConfigError, match=r"only \d+ of the \d+ backbone tensors"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "stem.pt")), (3, 16, 16), 3)
 
 
 def test_a_frozen_backbone_trains_only_the_head(tmp_path: Path) -> None:
