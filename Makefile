@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .DEFAULT_GOAL := help
 .PHONY: help install tune tune-logs lr-find test test-fast bench ui clean cluster-up cluster-down \
-	cluster-status cluster-iam best compare browser-deps
+	cluster-status cluster-iam best compare browser-deps imagefolder-demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ tune-logs: install ## follow a cluster sweep again (after Ctrl-C): make tune-log
 	$(REQUIRE_CLUSTER)
 	@test -n "$(JOB)" || { echo "error: set JOB=<submission id> (make cluster-status lists them)" >&2; exit 2; }
 	$(RAY) exec $(CLUSTER_YAML) "ray job logs --follow $(JOB)"
+
+imagefolder-demo: install ## write a synthetic image folder (3 shape classes) to data/shapes for experiments/imagefolder.yaml
+	$(PY) -m bench.imagefolder_data data/shapes --per-class 200
 
 lr-find: install ## LR range test alone: make lr-find [EXP=...]
 	$(PY) -m pipeline lr-find $(EXP) $(ARGS)

@@ -11,6 +11,9 @@ and fails the CUDA check as it should.
 Two sweeps through study.run, as `make tune` runs them, each half with train.amp off and half on:
   packed  4 trials x gpu 0.25: all four at once on one GPU
   whole   2 trials x gpu 1: one after the other on a one-GPU machine
+  images  4 trials x gpu 0.25 on an image folder (CIFAR-shaped: 32x32, crop + flip on the
+          GPU, normalised), one per train.amp x train.compile: samples/s and peak GPU memory
+          per trial, and samples/s of all four together
 It checks that every trial trained on CUDA (the `device` tag of its MLflow run), that the packed
 trials shared one GPU at the same time, and prints samples/s without and with AMP (bf16
 autocast). Exit 0 when every check passes, 1 otherwise.
@@ -35,12 +38,13 @@ SMOKE = {"data": {"dataset": "digits", "limit": 300}, "model": {"arch": "mlp", "
          "train": {"epochs": 1}}
 
 
-def run_sweep(name: str, gpu: float, repeats: int, sizes: dict) -> list:
+def run_sweep(name: str, gpu: float, repeats: int, sizes: dict,
+              space: dict | None = None) -> list:
     """One sweep, half its trials with AMP; its child runs (one per trial) from MLflow."""
     experiment = {
         "name": f"gpu-check-{name}", **sizes, "resources": {"cpu": 0.5, "gpu": gpu},
         "search": {"searcher": "grid", "num_samples": repeats, "max_concurrent": 4,
-                   "space": {"train.amp": {"grid": [False, True]}}},
+                   "space": space or {"train.amp": {"grid": [False, True]}}},
     }
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{name}.yaml"
@@ -48,6 +52,31 @@ def run_sweep(name: str, gpu: float, repeats: int, sizes: dict) -> list:
         outcome = study.run(load(path))
     return outcome.store.client.search_runs(
         [outcome.store.experiment_id], f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+
+
+def image_sweep(smoke: bool) -> list:
+    """4 packed trials on a generated image folder, one per (amp, compile)."""
+    from bench.imagefolder_data import write_folder
+
+    root = write_folder(Path(tempfile.mkdtemp()) / "images", per_class=40 if smoke else 1500,
+                        classes=4, sizes=(32, 40))
+    sizes = {"data": {"dataset": "imagefolder", "root": str(root), "image_size": 32,
+                      "batch_size": 256, "augment": ["crop", "flip"], "normalize": True},
+             "model": {"arch": "cnn" if smoke else "resnet18"},
+             "train": {"epochs": 1 if smoke else 4, "lr": 0.05}}
+    return run_sweep("images", 0.25, 1, sizes, {"train.amp": {"grid": [False, True]},
+                                                 "train.compile": {"grid": [False, True]}})
+
+
+def image_table(runs: list) -> list[str]:
+    lines = ["| amp | compile | samples/s | peak GPU memory (MB) |", "| --- | --- | --- | --- |"]
+    for run in sorted(runs, key=lambda r: (r.data.params["train.amp"],
+                                           r.data.params["train.compile"])):
+        m = run.data.metrics
+        lines.append(f"| {run.data.params['train.amp']} | {run.data.params['train.compile']} "
+                     f"| {m.get('samples_per_s', 0):.0f} | {m.get('gpu_mem_mb', float('nan')):.0f} |")
+    total = sum(r.data.metrics.get("samples_per_s", 0) for r in runs)
+    return [*lines, f"all four at once: {total:.0f} samples/s"]
 
 
 def overlapping(runs: list) -> bool:
@@ -75,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     packed = run_sweep("packed", 0.25, 2, sizes)
     whole = run_sweep("whole", 1, 1, sizes)
+    images = image_sweep(args.smoke)
     gpus_in_cluster = ray.cluster_resources().get("GPU", 0)
 
     checks = {
@@ -86,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         and len({(r.data.tags["node_id"], r.data.tags["gpu_ids"]) for r in packed}) == 1,
         "whole-GPU trials ran one after the other": gpus_in_cluster > 1
         or not overlapping(whole),
+        "4 image-folder trials (amp x compile) finished on CUDA, at once":
+        len(images) == 4 and all(r.info.status == "FINISHED"
+                                 and r.data.tags.get("device", "").startswith("cuda")
+                                 for r in images) and overlapping(images),
     }
     print(f"\nGPUs in the cluster: {gpus_in_cluster:g}")
     print("| sweep | samples/s, fp32 | samples/s, AMP | AMP speed-up |")
@@ -95,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = speed[True] / speed[False] if len(speed) == 2 else float("nan")
         print(f"| {name} | {speed.get(False, 0):.0f} | {speed.get(True, 0):.0f} | "
               f"{ratio:.2f}x |")
+    print("\nImage folder, 4 trials x 0.25 GPU:\n" + "\n".join(image_table(images)))
     for check, passed in checks.items():
         print(f"{'PASS' if passed else 'FAIL'}  {check}")
     return 0 if all(checks.values()) else 1

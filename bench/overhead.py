@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,16 +42,21 @@ def bare_samples_per_s(exp: Experiment) -> float:
     return statistics.median(e.metrics["samples_per_s"] for e in training.fit(exp, load(exp.data)))
 
 
-def trial_samples_per_s(exp: Experiment, folder: Path) -> list[float]:
+def trial_samples_per_s(exp: Experiment, folder: Path,
+                        summary: Callable[[list[float]], float] = statistics.median
+                        ) -> list[float]:
+    """Each trial's samples/s (`summary` of its epochs, in epoch order), trials in start
+    order."""
     exp = exp.with_values({"tracking.uri": f"sqlite:///{folder}/mlflow.db",
                            "storage.path": str(folder / "ray_results")})
     outcome = study.run(exp, register=False)
     client = MlflowClient(outcome.store.uri)
     kids = client.search_runs([outcome.store.experiment_id],
-                              f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
-    return [statistics.median(m.value for m in client.get_metric_history(k.info.run_id,
-                                                                         "samples_per_s"))
-            for k in kids]
+                              f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'",
+                              order_by=["attributes.start_time ASC"])
+    return [summary([m.value for m in sorted(
+        client.get_metric_history(k.info.run_id, "samples_per_s"), key=lambda m: m.step)])
+        for k in kids]
 
 
 def main() -> None:

@@ -49,6 +49,9 @@ def _print_outcome(outcome, exp_file: Path) -> None:
     print(f"\nBest {outcome.metric}: {outcome.best_value:.4g}  (sweep took {outcome.fit_s:.0f} s)")
     for path, value in outcome.searched.items():
         print(f"  {path} = {value}")
+    if outcome.test:
+        print("Test split (best model, scored once): "
+              + ", ".join(f"{name} {value:.4g}" for name, value in outcome.test.items()))
     if outcome.failed:
         print(f"{outcome.failed} trial(s) failed; see their MLflow runs' `error` tag.")
     store = outcome.store

@@ -11,7 +11,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,18 @@ from ray import tune
 
 from pipeline import context
 from pipeline.config import LR_RANGE, ConfigError, Experiment
+from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
 from pipeline.execution import budget, cluster, journal, stopping, storage
 from pipeline.execution.progress import Progress
-from pipeline.execution.trainable import train_trial, with_placement
+from pipeline.execution.trainable import share, train_trial, with_placement
 from pipeline.results import history, report, tracking
 from pipeline.results.sweep_logger import SweepLogger
 from pipeline.search.schedulers import make_scheduler
 from pipeline.search.searchers import make_search
 from pipeline.search.space import to_tune, trial_count
 from pipeline.training import data as datasets
+from pipeline.training import models
 
 SWEEP_TAG = "pipeline.sweep"
 
@@ -69,6 +71,19 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
     return Sweep(sweep.name, sweep.storage_path, sweep.parent_run_id, restorable)
 
 
+def load_checked(exp: Experiment) -> datasets.Tensors:
+    """The sweep's data, decoded once, and every model it will train built once on it: bad
+    data, an unknown arch, weights that do not fit or too small an image fail here, before
+    Ray starts."""
+    data = datasets.load(exp.data, exp.seed)
+    print(f"Data: {data.source}")
+    arches = exp.search.space.get("model.arch")
+    for arch in [exp.model.arch, *(domain_values(arches) if arches else [])]:
+        models.check(exp.model.model_copy(update={"arch": arch}), data.input_shape,
+                     data.num_classes)
+    return data
+
+
 def init_ray(ctx: SweepContext) -> None:
     """Join RAY_ADDRESS / cluster.address when given, else start a local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -82,7 +97,9 @@ def init_ray(ctx: SweepContext) -> None:
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     if exp.trainable is None:
-        fn = tune.with_parameters(with_placement(train_trial), exp=exp, data=data)
+        # the test split stays with the driver: trials never see it
+        fn = tune.with_parameters(with_placement(train_trial), exp=exp,
+                                  data=share(replace(data, x_test=None, y_test=None)))
     else:
         module, _, attr = exp.trainable.partition(":")
         fn = with_placement(getattr(importlib.import_module(module), attr))
@@ -188,7 +205,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
     model in the MLflow registry (the searcher comparison leaves it out)."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
-    data = datasets.load(exp.data, exp.seed) if exp.trainable is None else None
+    data = load_checked(exp) if exp.trainable is None else None
     ctx = context.resolve(exp)
     cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)
     storage.check(ctx.storage_path)
@@ -221,7 +238,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         raise Interrupted(f"sweep {sweep.name} stopped before every trial finished; "
                           "continue it with --resume", signum)
     outcome = report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,
-                               time.perf_counter() - started, register)
+                               time.perf_counter() - started, register, data)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
     return outcome
@@ -233,7 +250,7 @@ def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
 
     if exp.trainable is not None:
         raise ConfigError("trainable: lr-find needs the built-in trainable")
-    data = datasets.load(exp.data, exp.seed)
+    data = load_checked(exp)
     ctx = context.resolve(exp)
     store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
     run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",

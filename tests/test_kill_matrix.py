@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import pyarrow.fs
+import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.search.skopt_search import load_saved

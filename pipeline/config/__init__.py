@@ -1,7 +1,8 @@
 """The experiment: its typed schema, how a file becomes one, and which of its values are secret.
 
 Owns: every section and field (`schema`, `search_options`), search domains, dotted paths,
-`load()`. Imports pydantic and yaml only, so every other room may import it.
+`load()`. Imports pydantic and yaml only, so every other room may import it (`load()` asks
+torchvision whether a model.arch that is not a built-in names a model).
 """
 from pipeline.config.base import ConfigError
 from pipeline.config.domains import LR_RANGE

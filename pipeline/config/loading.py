@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,45 @@ def _check_space(exp: Experiment) -> None:
         raise ConfigError("search.space: a bayes search needs at least one non-grid domain")
 
 
-def check_trainable(spec: str | None) -> None:
-    """Import a custom trainable named by the user (never anything they did not name)."""
+def check_callable(field: str, spec: str | None) -> None:
+    """Import a function the user named in `field` (never anything they did not name)."""
     if spec is None:
         return
     module_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as error:
-        raise ConfigError(f"trainable: cannot import {spec!r} ({error})") from None
+        raise ConfigError(f"{field}: cannot import {spec!r} ({error})") from None
     if not callable(fn):
-        raise ConfigError(f"trainable: {spec!r} is not callable")
+        raise ConfigError(f"{field}: {spec!r} is not callable")
+
+
+def check_trainable(spec: str | None) -> None:
+    check_callable("trainable", spec)
+
+
+BUILTIN_ARCHS = ("mlp", "cnn", "resnet18")
+
+
+def _check_arch(exp: Experiment) -> None:
+    """model.arch (and every model.arch the search tries) names a built-in or a torchvision
+    classification model; else the closest names. torchvision is imported only when an arch
+    is not a built-in, so this room stays free of torch otherwise."""
+    if exp.model.factory is not None:
+        return
+    space = exp.search.space.get("model.arch")
+    archs = [exp.model.arch, *(domain_values(space) if space is not None else [])]
+    if all(arch in BUILTIN_ARCHS for arch in archs):
+        return
+    import torchvision.models
+
+    known = [*BUILTIN_ARCHS, *torchvision.models.list_models(module=torchvision.models)]
+    for arch in archs:
+        if arch not in known:
+            close = difflib.get_close_matches(str(arch), known, n=3, cutoff=0.4)
+            raise ConfigError(f"model.arch: unknown model {arch!r} (built-ins "
+                              f"{', '.join(BUILTIN_ARCHS)} or a torchvision classification "
+                              f"model){'; closest: ' + ', '.join(close) if close else ''}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -102,4 +131,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     exp = validate(raw)
     _check_space(exp)
     check_trainable(exp.trainable)
+    _check_arch(exp)
+    check_callable("data.factory", exp.data.factory)
+    check_callable("model.factory", exp.model.factory)
     return exp

@@ -22,26 +22,77 @@ BUILTIN_METRICS: dict[str, Literal["min", "max"]] = {
 }
 
 
+FACTORY = r"^[\w.]+:\w+$"
+
+
 class Data(Strict):
-    dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "fake"] = "digits"
-    """`digits` ships with scikit-learn (no download); the torchvision sets read `root`."""
+    dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "fake", "imagefolder"] = \
+        "digits"
+    """`digits` ships with scikit-learn (no download); the torchvision sets and `imagefolder`
+    read `root`."""
     root: Path | None = None
-    """Folder holding torchvision's files for mnist/fashion_mnist/cifar10."""
+    """Folder holding torchvision's files for mnist/fashion_mnist/cifar10; for `imagefolder`
+    one sub-folder per class (or `train/`, and optionally `val/` and `test/`, each so)."""
     download: bool = False
     """Let torchvision fetch missing files into `root` (off: a missing file is an error)."""
     batch_size: int = Field(64, ge=1)
     """Mini-batch size for training and evaluation."""
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    """Share of the training set held out for validation (seeded split)."""
+    """Share of the training set held out for validation (seeded split; stratified by class
+    for `imagefolder`, used only when it has no `val/` folder)."""
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """`imagefolder` without a `test/` folder: share held out as the test split (seeded,
+    stratified); 0: no test split. Trials never see it; the best model is scored on it once."""
+    image_size: int | None = Field(None, ge=8)
+    """`imagefolder`: every image resized (shorter side) and centre-cropped to this square size;
+    null: 64."""
     fake_size: int = Field(512, ge=10)
     """Number of images for `fake` (torchvision FakeData, 3x32x32, 10 classes)."""
     limit: int | None = Field(None, ge=10)
     """Use only the first `limit` training examples (smoke tests, quick looks)."""
+    augment: list[Literal["crop", "resized_crop", "flip"]] = Field(default_factory=list)
+    """Training-batch augmentation on the trial's device, seeded per epoch: `crop` (random
+    crop after `crop_padding` zero padding), `resized_crop` (random area 35-100%, aspect 3/4-4/3,
+    resized back), `flip` (horizontal, p=0.5); [] is none."""
+    crop_padding: int = Field(4, ge=0)
+    """Padding (pixels per side) of the `crop` augmentation."""
+    normalize: bool = False
+    """Standardise inputs per channel by `mean`/`std` (computed on the training split unless
+    given). The registered model takes unnormalised [0, 1] inputs and standardises itself."""
+    mean: list[float] | None = None
+    """Per-channel means for `normalize` (null: computed on the training split)."""
+    std: list[float] | None = None
+    """Per-channel standard deviations for `normalize` (null: computed on the training split)."""
+    cache: Literal["auto", "memory", "stream"] = "auto"
+    """`imagefolder`: `memory` decodes every image once into a uint8 tensor shared with all
+    trials; `stream` decodes batches from disk in DataLoader workers; `auto`: memory when the
+    decoded set fits `memory_budget_mb`."""
+    memory_budget_mb: float = Field(2048, gt=0)
+    """Largest decoded uint8 image set (all splits) that `cache: auto` keeps in memory."""
+    workers: int = Field(2, ge=0)
+    """DataLoader worker processes when streaming."""
+    factory: str | None = Field(None, pattern=FACTORY)
+    """`package.module:function` called as `function(data_section, seed)`, returning a
+    `pipeline.training.data.Tensors`: your own data set with the built-in trial."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Data:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("data.mean and data.std: give both or neither")
+        if self.mean is not None and (len(self.mean) != len(self.std)
+                                      or any(s <= 0 for s in self.std)):
+            raise ValueError("data.std: one positive value per channel, as many as data.mean")
+        if self.mean is not None and not self.normalize:
+            raise ValueError("data.mean: set data.normalize: true to use it")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("data.test_fraction: val_fraction + test_fraction must be below 1")
+        return self
 
 
 class Model(Strict):
-    arch: Literal["mlp", "cnn", "resnet18"] = "mlp"
-    """`mlp`, a small `cnn`, or torchvision's `resnet18` adapted to small inputs."""
+    arch: str = Field("mlp", min_length=1)
+    """`mlp`, a small `cnn`, `resnet18` adapted to small inputs, or any torchvision
+    classification model by name (`torchvision.models.list_models(module=torchvision.models)`)."""
     hidden: int = Field(128, ge=1)
     """Width of the hidden layers (mlp) or of the classifier layer (cnn)."""
     depth: int = Field(1, ge=1, le=8)
@@ -49,7 +100,24 @@ class Model(Strict):
     channels: int = Field(16, ge=1)
     """Channels of the cnn's first conv layer (the second has twice as many)."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout before every classifier layer."""
+    """Dropout before every classifier layer (mlp, cnn, resnet18; torchvision models keep
+    their own)."""
+    weights: str | None = None
+    """Pretrained weights for a torchvision model: a weights name (`ResNet18_Weights.DEFAULT`,
+    `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file. The
+    classifier head is replaced for the data set's classes."""
+    freeze: Literal["none", "backbone"] = "none"
+    """`backbone`: train only the classifier head (with `weights`)."""
+    factory: str | None = Field(None, pattern=FACTORY)
+    """`package.module:function` called as `function(model_section, input_shape, num_classes)`
+    returning an `nn.Module`: your own network with the built-in trial (`arch` is ignored)."""
+
+    @model_validator(mode="after")
+    def _frozen_needs_weights(self) -> Model:
+        if self.freeze == "backbone" and self.weights is None:
+            raise ValueError("model.freeze: backbone needs model.weights (a random backbone "
+                             "would stay random)")
+        return self
 
 
 class Train(Strict):
@@ -69,6 +137,9 @@ class Train(Strict):
     """LR schedule over the whole run, stepped per batch."""
     amp: bool = False
     """Mixed precision (bf16 autocast) when training on CUDA; ignored on CPU."""
+    compile: bool = False
+    """`torch.compile` the model (worth it for long trials on a GPU; the first epoch pays
+    for compiling)."""
 
 
 class LRRangeTest(Strict):
@@ -146,7 +217,7 @@ class Experiment(Strict):
     tracking: Tracking = Tracking()
     storage: Storage = Storage()
     cluster: Cluster = Cluster()
-    trainable: str | None = Field(None, pattern=r"^[\w.]+:\w+$")
+    trainable: str | None = Field(None, pattern=FACTORY)
     """`package.module:function`, a Ray Tune function trainable; null: the built-in one."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Free-form values for a custom trainable; searchable as params.<key>."""

@@ -22,6 +22,7 @@ from pipeline.execution.trainable import STATE_FILE
 from pipeline.results import tracking
 from pipeline.training import data as datasets
 from pipeline.training.models import build_model
+from pipeline.training.normalize import to_unit
 
 ALIAS = "champion"
 EXAMPLE_ROWS = 4
@@ -53,14 +54,17 @@ def is_better(new: float, old: float, mode: str) -> bool:
     return new < old if mode == "min" else new > old
 
 
-def load_network(exp: Experiment, checkpoint_dir: Path) -> tuple[torch.nn.Module, np.ndarray]:
+def load_network(exp: Experiment, checkpoint_dir: Path,
+                 data: datasets.Tensors | None = None) -> tuple[torch.nn.Module, np.ndarray]:
     """The best trial's network with its trained weights (on CPU, eval mode), and a few
-    validation inputs as the model's input example."""
-    data = datasets.load(exp.data, exp.seed)
-    model = build_model(exp.model, data.input_shape, data.num_classes)
+    validation inputs ([0, 1] floats) as the model's input example; `data`: the sweep's, else
+    loaded again."""
+    data = data if data is not None else datasets.load(exp.data, exp.seed)
+    model = build_model(exp.model, data.input_shape, data.num_classes, data.mean, data.std,
+                        pretrained=False)
     state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
-    return model.eval(), data.x_val[:EXAMPLE_ROWS].numpy()
+    return model.portable().eval(), to_unit(data.x_val[:EXAMPLE_ROWS]).numpy()
 
 
 def _current(client: MlflowClient, name: str) -> tuple[str, float | None, str] | None:
@@ -100,7 +104,8 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 
 def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpoint_dir: Path,
-             value: float, searched: dict[str, object]) -> str:
+             value: float, searched: dict[str, object],
+             data: datasets.Tensors | None = None) -> str:
     """Log the network on the parent run as a registered PyTorch model (with signature and
     input example) and move the alias if it is the best so far; returns what happened.
 
@@ -111,7 +116,7 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
     from mlflow.models import infer_signature
 
     name, metric, client = model_name(exp), exp.search.metric, store.client
-    model, example = load_network(exp, checkpoint_dir)
+    model, example = load_network(exp, checkpoint_dir, data)
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     logged = client.create_logged_model(store.experiment_id, name="model",

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 from ray import tune
 
 from pipeline.config import Experiment
 from pipeline.config.secrets import redact
 from pipeline.execution import cost
+from pipeline.execution.trainable import STATE_FILE
 from pipeline.results import edges, history, importance, plots, registry, tracking
 from pipeline.search.space import trial_count
+from pipeline.training.loop import score_test_split
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Outcome:
     """Wall seconds of Tuner.fit (the sweep itself, without Ray start-up and summary)."""
     spent: cost.Totals | None = None
     """Trial-hours, GPU-hours and estimated dollars of all trials."""
+    test: dict[str, float] = field(default_factory=dict)
+    """test_loss and test_acc of the best trial's model on the test split (if there is one)."""
 
 
 def best_experiment(exp: Experiment, trial_config: dict[str, Any]) -> Experiment:
@@ -121,18 +126,31 @@ def surrogate_plot(results: tune.ResultGrid, out: Path) -> list[Path]:
     return [out / "surrogate_objective.png"]
 
 
+def log_test_split(exp: Experiment, data: Any, store: tracking.Store, parent_run_id: str,
+                   ckpt: Path) -> dict[str, float]:
+    """The best checkpoint scored once on the test split, logged on the parent run."""
+    if data is None or data.x_test is None:
+        return {}
+    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+    scores = score_test_split(exp, data, state["model"])
+    tracking.log_metrics(store, parent_run_id, scores)
+    print(f"Test split ({len(data.y_test)} examples, the best trial's model, once): "
+          f"test_loss {scores['test_loss']:.4g}, test_acc {scores['test_acc']:.4g}")
+    return scores
+
+
 def _register(exp: Experiment, store: tracking.Store, parent_run_id: str, ckpt: Path,
-              value: float, searched: dict[str, Any]) -> None:
-    note = registry.register(store, exp, parent_run_id, ckpt, value, searched)
+              value: float, searched: dict[str, Any], data: Any) -> None:
+    note = registry.register(store, exp, parent_run_id, ckpt, value, searched, data)
     store.client.set_tag(parent_run_id, "model_registry", note)
     print(f"Model registry: {note}")
 
 
 def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_run_id: str,
               store: tracking.Store, results: tune.ResultGrid, fit_s: float,
-              register: bool = True) -> Outcome:
-    """Log the sweep's summary on the parent run (and register its best model) and return it
-    for printing."""
+              register: bool = True, data: Any = None) -> Outcome:
+    """Log the sweep's summary on the parent run (register its best model, score it on the
+    test split of `data`, the sweep's Tensors) and return it for printing."""
     s = exp.search
     failed = sum(1 for r in results if r.error is not None)
     frames = history.trial_frames(results, store, parent_run_id, s.metric)
@@ -165,18 +183,21 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
         if s.searcher == "bayes":
             tracking.log_files(store, parent_run_id, surrogate_plot(results, out), "plots")
         checkpoint = best.get_best_checkpoint(s.metric, s.mode) if best.checkpoint else None
+        test: dict[str, float] = {}
         if checkpoint is not None:
             with checkpoint.as_directory() as ckpt:
                 tracking.log_files(store, parent_run_id, sorted(Path(ckpt).iterdir()),
                                    "best_checkpoint")
+                if exp.trainable is None:
+                    test = log_test_split(best_exp, data, store, parent_run_id, Path(ckpt))
                 if register and exp.trainable is None:
                     _register(best_exp, store, parent_run_id, Path(ckpt), best_value,
-                              searched)
+                              searched, data)
     if register and exp.trainable is not None:
         print("Model registry: nothing registered (a custom trainable's model is not one the "
               "pipeline can rebuild)")
     return Outcome(sweep_name, parent_run_id, store, s.metric, best_value,
-                   best_exp.trial_config(), searched, table, failed, fit_s, spent)
+                   best_exp.trial_config(), searched, table, failed, fit_s, spent, test)
 
 
 def log_lr_range(store: tracking.Store, run_id: str, curve: Any, suggestion: Any,

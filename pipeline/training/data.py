@@ -1,55 +1,95 @@
-"""Datasets as in-memory tensors, loaded once per sweep and shared with every trial.
+"""Datasets as compact tensors, loaded once per sweep and shared with every trial.
 
-Everything these models train on fits in memory, and indexing tensors directly is ~1.7x faster
-than a DataLoader here (BASELINES.md), so a dataset is just four tensors and its shape.
+What the built-in sets and most image folders hold fits in memory, and indexing tensors
+directly is ~1.7x faster than a DataLoader here (BASELINES.md), so a dataset is a few tensors
+and its shape. 8-bit sources stay uint8 (a quarter of float32); an image folder too big for
+the memory budget is a `LazyImages` that indexes like a tensor and decodes from disk.
 """
 from __future__ import annotations
 
+import importlib
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.config import ConfigError, Data
+from pipeline.training import imagefolder
+from pipeline.training.normalize import channel_stats
 
 
 @dataclass(frozen=True)
 class Tensors:
-    """Train/validation split: float inputs (N, C, H, W) scaled to [0, 1], int64 labels."""
+    """Train/validation (and optional test) splits: inputs (N, C, H, W) as floats in [0, 1]
+    or uint8 0..255 (the loop scales them), int64 labels."""
 
-    x_train: torch.Tensor
+    x_train: Any
+    """A tensor, or `imagefolder.LazyImages` (streamed from disk)."""
     y_train: torch.Tensor
-    x_val: torch.Tensor
+    x_val: Any
     y_val: torch.Tensor
     num_classes: int
+    x_test: Any = None
+    """The test split, or None; trials never see it (the best model is scored on it once)."""
+    y_test: torch.Tensor | None = None
+    mean: tuple[float, ...] | None = None
+    """Per-channel statistics the loop standardises by (data.normalize), else None."""
+    std: tuple[float, ...] | None = None
+    source: str = ""
+    """One line saying what was loaded and how it is held (memory or streamed)."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.x_train, torch.Tensor)
 
-def _digits() -> tuple[np.ndarray, np.ndarray]:
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _digits(cfg: Data) -> tuple[Arrays, Arrays | None]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    return bunch.images[:, None].astype(np.float32) / 16.0, bunch.target
+    return (bunch.images[:, None].astype(np.float32) / 16.0, bunch.target), None
 
 
-def _mnist_like(cfg: Data) -> tuple[np.ndarray, np.ndarray]:
+def _mnist_like(cfg: Data) -> tuple[Arrays, Arrays | None]:
     from torchvision import datasets
 
     cls = datasets.MNIST if cfg.dataset == "mnist" else datasets.FashionMNIST
-    try:
-        ds = cls(str(cfg.root), train=True, download=cfg.download)
-    except RuntimeError:
-        raise ConfigError(f"data.root: no {cfg.dataset} files under {cfg.root}/{cls.__name__}/raw "
-                          "(set data.download: true to fetch them)") from None
-    return ds.data.numpy()[:, None].astype(np.float32) / 255.0, ds.targets.numpy()
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(str(cfg.root), train=train, download=cfg.download)
+        except RuntimeError:
+            if not train:  # a user's own subset may come without t10k: no test split
+                splits.append(None)
+                continue
+            raise ConfigError(f"data.root: no {cfg.dataset} files under {cfg.root}/"
+                              f"{cls.__name__}/raw (set data.download: true to fetch them)"
+                              ) from None
+        splits.append((ds.data.numpy()[:, None], ds.targets.numpy()))
+    return splits[0], splits[1]
 
 
-def _cifar10(cfg: Data) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_batches(paths: list[Path]) -> Arrays:
+    images, labels = [], []
+    for batch in paths:
+        with open(batch, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(entry["labels"])
+    return np.concatenate(images), np.asarray(labels)
+
+
+def _cifar10(cfg: Data) -> tuple[Arrays, Arrays | None]:
     # Read torchvision's pickled batches directly: its loader insists on the official md5 sums,
     # which would also refuse a user's own subset written in the same layout.
     folder = Path(cfg.root) / "cifar-10-batches-py"
@@ -61,40 +101,113 @@ def _cifar10(cfg: Data) -> tuple[np.ndarray, np.ndarray]:
     if not batches:
         raise ConfigError(f"data.root: no cifar10 files under {folder} "
                           "(set data.download: true to fetch them)")
-    images, labels = [], []
-    for batch in batches:
-        with open(batch, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(entry["labels"])
-    return np.concatenate(images).astype(np.float32) / 255.0, np.asarray(labels)
+    test = folder / "test_batch"
+    return _cifar_batches(batches), _cifar_batches([test]) if test.exists() else None
 
 
-def _fake(cfg: Data, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _fake(cfg: Data, seed: int) -> tuple[Arrays, Arrays | None]:
     from torchvision import datasets, transforms
 
     ds = datasets.FakeData(size=cfg.fake_size, image_size=(3, 32, 32), num_classes=10,
                            transform=transforms.ToTensor(), random_offset=seed)
     xs, ys = zip(*(ds[i] for i in range(len(ds))))
-    return torch.stack(xs).numpy(), np.asarray(ys)
+    return (torch.stack(xs).numpy(), np.asarray(ys)), None
 
 
-def load(cfg: Data, seed: int = 0) -> Tensors:
-    """Load `cfg.dataset` and split off a seeded, stratification-free validation set."""
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _builtin(cfg: Data, seed: int) -> Tensors:
+    """A built-in set with a seeded validation split (and test split: the official one, or
+    `test_fraction` of the training set when there is none)."""
     if cfg.dataset in ("mnist", "fashion_mnist", "cifar10") and cfg.root is None:
         raise ConfigError(f"data.root: {cfg.dataset} needs a folder with its files")
-    if cfg.dataset == "digits":
-        x, y = _digits()
-    elif cfg.dataset == "cifar10":
-        x, y = _cifar10(cfg)
-    elif cfg.dataset == "fake":
-        x, y = _fake(cfg, seed)
-    else:
-        x, y = _mnist_like(cfg)
+    readers = {"digits": _digits, "cifar10": _cifar10, "mnist": _mnist_like,
+               "fashion_mnist": _mnist_like}
+    (x, y), test = _fake(cfg, seed) if cfg.dataset == "fake" else readers[cfg.dataset](cfg)
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_val = max(1, round(len(x) * cfg.val_fraction))
-    val, train = order[:n_val], order[n_val:]
-    x_t, y_t = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, np.int64))
-    return Tensors(x_t[train], y_t[train], x_t[val], y_t[val], num_classes=int(y.max()) + 1)
+    n_test = round(len(x) * cfg.test_fraction) if test is None else 0
+    val, held, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    x_t, y_t = _tensor(x), torch.from_numpy(np.asarray(y, np.int64))
+    if test is not None:
+        x_test, y_test = _tensor(test[0]), torch.from_numpy(np.asarray(test[1], np.int64))
+    elif n_test:
+        x_test, y_test = x_t[held], y_t[held]
+    else:
+        x_test = y_test = None
+    return Tensors(x_t[train], y_t[train], x_t[val], y_t[val], int(y.max()) + 1, x_test, y_test,
+                   source=f"{cfg.dataset}: {len(train)} train / {n_val} val / "
+                          f"{0 if y_test is None else len(y_test)} test")
+
+
+def _imagefolder(cfg: Data, seed: int) -> Tensors:
+    layout = imagefolder.scan(cfg.root)
+    train = layout.splits["train"]
+    paths, labels = np.asarray(train.paths, dtype=object), np.asarray(train.labels)
+    if cfg.limit is not None and cfg.limit < len(paths):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(paths))[: cfg.limit])
+        paths, labels = paths[keep], labels[keep]
+    holdout = [s for s in ("val", "test") if s not in layout.splits
+               and (s == "val" or cfg.test_fraction > 0)]
+    fractions = {"val": cfg.val_fraction, "test": cfg.test_fraction}
+    parts = imagefolder.stratified_split(labels, [fractions[s] for s in holdout], seed)
+    listings = {s: (list(paths[p]), labels[p]) for s, p in zip([*holdout, "train"], parts)}
+    listings.update({s: (v.paths, np.asarray(v.labels)) for s, v in layout.splits.items()
+                     if s != "train"})
+    for split, (split_paths, _) in listings.items():
+        if not split_paths:
+            raise ConfigError(f"data.root: no images left for the {split} split of {cfg.root} "
+                              f"({len(paths)} training images; add images or change the "
+                              "fractions)")
+    size = cfg.image_size or imagefolder.DEFAULT_SIZE
+    total = sum(len(p) for p, _ in listings.values())
+    in_memory, mb = imagefolder.fits_in_memory(cfg, total)
+    if in_memory:
+        xs = {s: imagefolder.decode_all(p, size) for s, (p, _) in listings.items()}
+        how = f"decoded once into memory as uint8 ({mb:.1f} MB)"
+    else:
+        for p, _ in listings.values():
+            imagefolder.check_headers(p)
+        xs = {s: imagefolder.LazyImages(p, size) for s, (p, _) in listings.items()}
+        why = (f"over memory_budget_mb {cfg.memory_budget_mb:g}" if cfg.cache == "auto"
+               else "cache: stream")
+        how = (f"streamed from disk by {cfg.workers} DataLoader worker(s) ({mb:.0f} MB "
+               f"decoded, {why})")
+    ys = {s: torch.from_numpy(np.asarray(y, np.int64)) for s, (_, y) in listings.items()}
+    counts = " / ".join(f"{len(ys[s]) if s in ys else 0} {s}" for s in imagefolder.SPLITS)
+    return Tensors(xs["train"], ys["train"], xs["val"], ys["val"], len(layout.classes),
+                   xs.get("test"), ys.get("test"),
+                   source=f"imagefolder {cfg.root}: {len(layout.classes)} classes, {counts}, "
+                          f"{size}x{size}, {layout.skipped} non-image file(s) skipped; {how}")
+
+
+def _from_factory(cfg: Data, seed: int) -> Tensors:
+    module, _, attr = cfg.factory.partition(":")
+    data = getattr(importlib.import_module(module), attr)(cfg, seed)
+    if not isinstance(data, Tensors):
+        raise ConfigError(f"data.factory: {cfg.factory} returned {type(data).__name__}, not "
+                          "pipeline.training.data.Tensors")
+    return replace(data, source=data.source or f"data.factory {cfg.factory}")
+
+
+def load(cfg: Data, seed: int = 0) -> Tensors:
+    """Load the configured data set, split it, and attach normalisation statistics."""
+    if cfg.factory is not None:
+        data = _from_factory(cfg, seed)
+    elif cfg.dataset == "imagefolder":
+        data = _imagefolder(cfg, seed)
+    else:
+        data = _builtin(cfg, seed)
+    if not cfg.normalize:
+        return data
+    if cfg.mean is not None:
+        if len(cfg.mean) != data.input_shape[0]:
+            raise ConfigError(f"data.mean: {len(cfg.mean)} values for "
+                              f"{data.input_shape[0]} channel(s)")
+        return replace(data, mean=tuple(cfg.mean), std=tuple(cfg.std))
+    mean, std = channel_stats(data.x_train, seed)
+    return replace(data, mean=mean, std=std)

@@ -1,4 +1,4 @@
-"""Pure-PyTorch training: seeded epochs of train/evaluate over in-memory tensors.
+"""Pure-PyTorch training: seeded epochs of train/evaluate over the data set's splits.
 
 No Ray and no MLflow here. The LR range test and every trial build their model, optimizer and
 batches through these functions, so what the range test measures is what the trials train.
@@ -9,15 +9,20 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from pipeline.config import Experiment, Train
+from pipeline.config import Data, Experiment, Train
+from pipeline.training import augment
 from pipeline.training.data import Tensors
 from pipeline.training.models import build_model
+from pipeline.training.normalize import to_unit
+
+CHECK_EVERY = 50
+"""Steps between read-backs of the accumulated training loss (the divergence check)."""
 
 
 class Diverged(RuntimeError):
@@ -63,34 +68,89 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, amp: bool = False) -> float:
-    """One optimizer step; returns the batch loss. Raises Diverged before stepping on NaN/inf."""
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool) -> torch.Tensor:
     with autocast(x.device, amp):
-        loss = nn.functional.cross_entropy(model(x), y)
-    value = loss.item()
-    if not math.isfinite(value):
-        raise Diverged(f"training loss became {value}")
+        return nn.functional.cross_entropy(model(x).float(), y)
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, amp: bool = False) -> float:
+    """One optimizer step; returns the batch loss. Raises Diverged before stepping on NaN/inf.
+    Reads the loss back every step: for the LR range test, which needs every value."""
+    loss = _loss(model, x, y, amp)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise Diverged(f"training loss became {value}")
+    _step(optimizer, loss)
     return value
 
 
+def device_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, amp: bool = False) -> torch.Tensor:
+    """One optimizer step without a host synchronisation; the loss stays on the device."""
+    loss = _loss(model, x, y, amp)
+    _step(optimizer, loss)
+    return loss.detach()
+
+
+def check_finite(loss_sum: torch.Tensor) -> None:
+    """The one read-back of the accumulated loss: a NaN or inf anywhere in it stays there."""
+    value = loss_sum.item()
+    if not math.isfinite(value):
+        raise Diverged(f"training loss became {value}")
+
+
+def eval_batches(x: Any, y: torch.Tensor, batch_size: int, device: torch.device,
+                 workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) batches in order, on the device; from disk through a DataLoader when x is."""
+    if isinstance(x, torch.Tensor):
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+        return
+    loader = torch.utils.data.DataLoader(x, batch_size=batch_size, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    for start, xb in zip(range(0, len(x), batch_size), loader):
+        yield xb.to(device, non_blocking=True), y[start:start + batch_size].to(device)
+
+
+def train_batches(x: Any, y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                  device: torch.device,
+                  workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled (x, y) batches of one epoch on the device: indexed on the device when the
+    data is there, decoded by DataLoader workers into pinned memory when it is on disk."""
+    index = list(batches(len(x), batch_size, generator))
+    if isinstance(x, torch.Tensor):
+        for idx in index:
+            idx = idx.to(device, non_blocking=True)
+            yield x[idx], y[idx]
+        return
+    loader = torch.utils.data.DataLoader(x, batch_sampler=[i.tolist() for i in index],
+                                         num_workers=workers, pin_memory=device.type == "cuda")
+    for idx, xb in zip(index, loader):
+        yield xb.to(device, non_blocking=True), y[idx.to(y.device)]
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             amp: bool = False) -> tuple[float, float]:
-    """Mean loss and accuracy over (x, y)."""
+def evaluate(model: nn.Module, x: Any, y: torch.Tensor, batch_size: int,
+             amp: bool = False, workers: int = 0) -> tuple[float, float]:
+    """Mean loss and accuracy over (x, y), read back once at the end."""
     model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(x), batch_size * 4):
-        xb, yb = x[start:start + batch_size * 4], y[start:start + batch_size * 4]
-        with autocast(x.device, amp):
+    device = y.device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for xb, yb in eval_batches(x, y, batch_size * 4, device, workers):
+        with autocast(device, amp):
             logits = model(xb)
-        loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
+        loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
     model.train()
-    return loss_sum / len(x), correct / len(x)
+    return loss_sum.item() / len(x), correct.item() / len(x)
 
 
 @dataclass
@@ -105,13 +165,21 @@ class Setup:
 
 def setup(exp: Experiment, data: Tensors, device: torch.device | None = None,
           lr: float | None = None) -> Setup:
-    """Seeded model + optimizer; data moved to the device once, not per batch."""
+    """Seeded model + optimizer; data moved to the device once, not per batch (a set
+    streamed from disk stays there; the test split is left behind: trials never see it)."""
     device = device or pick_device()
     torch.manual_seed(exp.seed)
-    model = build_model(exp.model, data.input_shape, data.num_classes).to(device)
-    on_device = Tensors(*(t.to(device) for t in (data.x_train, data.y_train, data.x_val,
-                                                 data.y_val)), num_classes=data.num_classes)
-    return Setup(model, make_optimizer(exp.train, model.parameters(), lr), on_device, device)
+    model = build_model(exp.model, data.input_shape, data.num_classes, data.mean,
+                        data.std).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
+        if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            model = model.to(memory_format=torch.channels_last)
+    on_device = replace(data, x_test=None, y_test=None,
+                        **{k: getattr(data, k).to(device, non_blocking=True)
+                           for k in ("x_train", "y_train", "x_val", "y_val")})
+    params = [p for p in model.parameters() if p.requires_grad]
+    return Setup(model, make_optimizer(exp.train, params, lr), on_device, device)
 
 
 @dataclass
@@ -122,11 +190,24 @@ class Epoch:
     state: Callable[[], dict[str, Any]]
 
 
+def _inputs(x: torch.Tensor, cfg: Data, generator: torch.Generator | None,
+            channels_last: bool) -> torch.Tensor:
+    """A stored batch as the model trains on it: [0, 1] floats, augmented when asked."""
+    x = to_unit(x)
+    if cfg.augment and generator is not None:
+        x = augment.augment(x, cfg.augment, cfg.crop_padding, generator)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
         state: dict[str, Any] | None = None) -> Iterator[Epoch]:
-    """Train for exp.train.epochs, yielding after every epoch; resume from `state` if given."""
+    """Train for exp.train.epochs, yielding after every epoch; resume from `state` if given.
+
+    The training loss accumulates on the device and is read back every CHECK_EVERY steps
+    and at the end of the epoch: a diverged trial stops within CHECK_EVERY steps without a
+    host synchronisation per step."""
     s = setup(exp, data, device)
-    d, cfg = s.data, exp.train
+    d, cfg, workers = s.data, exp.train, exp.data.workers
     steps_per_epoch = math.ceil(len(d.x_train) / exp.data.batch_size)
     schedule = make_schedule(cfg, s.optimizer, steps_per_epoch * cfg.epochs)
     first_epoch = 0
@@ -136,6 +217,8 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
         first_epoch = state["epoch"]
+    model = torch.compile(s.model) if cfg.compile else s.model
+    channels_last = s.device.type == "cuda" and len(d.input_shape) == 3
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
@@ -143,21 +226,46 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
 
     s.model.train()
     for epoch in range(first_epoch, cfg.epochs):
-        # The shuffle depends only on (seed, epoch), so a resumed run sees the same batches.
-        generator = torch.Generator().manual_seed(exp.seed * 100_003 + epoch)
+        # Shuffle and augmentation depend only on (seed, epoch): a resumed run sees the
+        # same batches.
+        epoch_seed = exp.seed * 100_003 + epoch
+        generator = torch.Generator().manual_seed(epoch_seed)
+        augmenting = augment.generator(s.device, epoch_seed) if exp.data.augment else None
         lr = s.optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        loss_sum = 0.0
-        for idx in batches(len(d.x_train), exp.data.batch_size, generator):
-            idx = idx.to(s.device)
-            loss_sum += train_step(s.model, s.optimizer, d.x_train[idx], d.y_train[idx],
-                                   cfg.amp) * len(idx)
+        loss_sum = torch.zeros((), device=s.device)
+        for step, (x, y) in enumerate(train_batches(d.x_train, d.y_train, exp.data.batch_size,
+                                                    generator, s.device, workers), 1):
+            x = _inputs(x, exp.data, augmenting, channels_last)
+            loss_sum += device_step(model, s.optimizer, x, y, cfg.amp) * len(y)
             schedule.step()
+            if step % CHECK_EVERY == 0:
+                check_finite(loss_sum)
+        check_finite(loss_sum)
         train_s = time.perf_counter() - started
-        val_loss, val_acc = evaluate(s.model, d.x_val, d.y_val, exp.data.batch_size, cfg.amp)
+        val_loss, val_acc = evaluate(model, d.x_val, d.y_val, exp.data.batch_size, cfg.amp,
+                                     workers)
         metrics = {
-            "train_loss": loss_sum / len(d.x_train), "val_loss": val_loss, "val_acc": val_acc,
-            "lr": lr, "epoch_time_s": time.perf_counter() - started,
+            "train_loss": loss_sum.item() / len(d.x_train), "val_loss": val_loss,
+            "val_acc": val_acc, "lr": lr, "epoch_time_s": time.perf_counter() - started,
             "samples_per_s": len(d.x_train) / train_s,
         }
+        if s.device.type == "cuda":  # what a fractional-GPU trial really takes of the GPU
+            metrics["gpu_mem_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
         yield Epoch(metrics, lambda e=epoch + 1: snapshot(e))
+
+
+def score_test_split(exp: Experiment, data: Tensors, model_state: dict[str, Any],
+                     device: torch.device | None = None) -> dict[str, float]:
+    """The trained model (a checkpoint's weights) scored once on the test split; {} when the
+    data set has none. For the end of a sweep: the trials never see this split."""
+    if data.x_test is None:
+        return {}
+    device = device or pick_device()
+    model = build_model(exp.model, data.input_shape, data.num_classes, data.mean, data.std,
+                        pretrained=False).to(device)
+    model.load_state_dict(model_state)
+    x = data.x_test.to(device) if isinstance(data.x_test, torch.Tensor) else data.x_test
+    loss, acc = evaluate(model, x, data.y_test.to(device), exp.data.batch_size, exp.train.amp,
+                         exp.data.workers)
+    return {"test_loss": loss, "test_acc": acc}

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,14 +88,12 @@ def preserved(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[No
         model.train(was_training)
 
 
-def cycled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                   seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def cycled_batches(x: Any, y: torch.Tensor, batch_size: int, seed: int,
+                   workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled mini-batches, epoch after epoch, for tests longer than one epoch."""
     generator = torch.Generator().manual_seed(seed)
     while True:
-        for idx in training.batches(len(x), batch_size, generator):
-            idx = idx.to(x.device)
-            yield x[idx], y[idx]
+        yield from training.train_batches(x, y, batch_size, generator, y.device, workers)
 
 
 def record(model: nn.Module, optimizer: torch.optim.Optimizer, lrs: list[float],
@@ -139,7 +138,7 @@ def range_test(exp: Experiment, data: Tensors, device: torch.device | None = Non
 
     return record(s.model, s.optimizer,
                   lr_schedule(cfg.start_lr, cfg.end_lr, cfg.num_iter, cfg.mode),
-                  cycled_batches(d.x_train, d.y_train, batch_size, exp.seed),
+                  cycled_batches(d.x_train, d.y_train, batch_size, exp.seed, exp.data.workers),
                   cfg.smooth_beta, cfg.diverge_threshold, exp.train.amp,
                   val_loss if cfg.val_loss else None)
 

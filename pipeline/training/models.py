@@ -1,11 +1,21 @@
-"""Model builders: a config section and an input shape in, an `nn.Module` out."""
+"""Model builders: a config section and an input shape in, an `nn.Module` out.
+
+Every network is wrapped in `Network`, which scales uint8 inputs to [0, 1] and standardises
+them (data.normalize), so the trials, the LR range test and the registered model all take the
+data set's inputs as they are stored.
+"""
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Sequence
 
+import torch
 from torch import nn
 
-from pipeline.config import Model
+from pipeline.config import ConfigError, Model
+from pipeline.training import torchvision_models
+from pipeline.training.normalize import standardizer, to_unit
 
 
 def _mlp(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -44,5 +54,74 @@ def _resnet18(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.
 BUILDERS = {"mlp": _mlp, "cnn": _cnn, "resnet18": _resnet18}
 
 
-def build_model(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return BUILDERS[cfg.arch](cfg, input_shape, num_classes)
+class Network(nn.Module):
+    """The network behind input scaling (uint8 -> [0, 1]) and optional standardisation."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.standardize = standardizer(mean, std) if mean is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.standardize(to_unit(x)))
+
+    def train(self, mode: bool = True) -> Network:
+        super().train(mode)
+        for module in self.net.modules():
+            if getattr(module, "frozen", False):  # a frozen backbone's batch norm
+                module.eval()
+        return self
+
+    def portable(self) -> nn.Sequential:
+        """The same network on [0, 1] float inputs, built of torch modules only (what the
+        registry saves: loading it needs torch and torchvision, not this package)."""
+        return nn.Sequential(self.standardize, self.net)
+
+
+def _bare(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if cfg.factory is not None:
+        module, _, attr = cfg.factory.partition(":")
+        net = getattr(importlib.import_module(module), attr)(cfg, input_shape, num_classes)
+        if not isinstance(net, nn.Module):
+            raise ConfigError(f"model.factory: {cfg.factory} returned {type(net).__name__}, "
+                              "not a torch.nn.Module")
+        return net
+    # with pretrained weights resnet18 is torchvision's, so its trained stem is kept
+    if cfg.arch in BUILDERS and not (cfg.arch == "resnet18" and cfg.weights is not None):
+        return BUILDERS[cfg.arch](cfg, input_shape, num_classes)
+    if cfg.arch not in torchvision_models.names():
+        raise ConfigError(f"model.arch: unknown model {cfg.arch!r} (config.load names the "
+                          "closest)")
+    return torchvision_models.build(cfg, input_shape, num_classes)
+
+
+def build_model(cfg: Model, input_shape: tuple[int, ...], num_classes: int,
+                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                pretrained: bool = True) -> Network:
+    """The configured network with its weights loaded (unless `pretrained` is off: a
+    checkpoint is about to replace them) and its backbone frozen if asked."""
+    net = _bare(cfg, input_shape, num_classes)
+    if cfg.weights is not None and pretrained:
+        by_name = cfg.factory is None and cfg.arch not in ("mlp", "cnn")
+        torchvision_models.load_weights(net, cfg, cfg.arch if by_name else None)
+    if cfg.freeze == "backbone":
+        torchvision_models.freeze_backbone(net)
+    return Network(net, mean, std)
+
+
+def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Build the model and push one batch of the data set's shape through it, so a wrong
+    name, weights that do not fit or an image size too small fail before Ray starts."""
+    model = build_model(cfg, input_shape, num_classes)
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *input_shape))
+    except RuntimeError as error:
+        field, name = ("model.factory", cfg.factory) if cfg.factory else ("model.arch", cfg.arch)
+        raise ConfigError(f"{field}: {name} cannot take {input_shape[0]}x"
+                          f"{input_shape[1]}x{input_shape[2]} inputs (raise data.image_size): "
+                          f"{str(error).splitlines()[0]}") from None
+    if tuple(out.shape) != (2, num_classes):
+        raise ConfigError(f"model: the network returns {tuple(out.shape[1:])} per input, not "
+                          f"{num_classes} class scores")

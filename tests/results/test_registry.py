@@ -76,3 +76,28 @@ def test_best_without_a_champion_exits_2(workdir, capsys) -> None:
     assert cli.main(["best", str(exp_file)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: no champion model named 'reg' in sqlite")
+
+
+def test_load_network_rebuilds_a_torchvision_model_on_an_image_folder(tmp_path) -> None:
+    import torch
+
+    from bench.imagefolder_data import write_folder
+    from pipeline.config import Experiment
+    from pipeline.execution.trainable import STATE_FILE
+    from pipeline.results.registry import load_network
+    from pipeline.training.loop import setup
+
+    root = write_folder(tmp_path / "images", per_class=6, classes=2)
+    exp = Experiment.model_validate({
+        "name": "tv", "data": {"dataset": "imagefolder", "root": str(root), "image_size": 16,
+                               "normalize": True},
+        "model": {"arch": "shufflenet_v2_x0_5"}})
+    data = datasets.load(exp.data, exp.seed)
+    trained = setup(exp, data).model.eval()
+    torch.save({"model": trained.state_dict()}, tmp_path / STATE_FILE)
+    model, example = load_network(exp, tmp_path)
+    assert example.dtype == "float32" and example.shape[1:] == (3, 16, 16)
+    assert float(example.max()) <= 1.0
+    x = torch.from_numpy(example)
+    assert torch.allclose(model(x), trained(x), atol=1e-5)
+    assert not any(type(m).__module__.startswith("pipeline") for m in model.modules())

@@ -52,3 +52,31 @@ def test_nan_loss_stops_training() -> None:
     with pytest.raises(Diverged, match="training loss became"):
         _run(_exp(lr=1e12, momentum=0.0))
 
+
+
+@pytest.mark.slow  # compiling takes a minute or more on 2 CPU cores
+def test_a_compiled_model_trains_as_the_eager_one() -> None:
+    exp = _exp(epochs=2)
+    eager = [m["val_loss"] for m in _run(exp)]
+    compiled = [m["val_loss"] for m in _run(exp.with_values({"train.compile": True}))]
+    assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_divergence_is_caught_within_the_check_interval(monkeypatch) -> None:
+    """The loss is read back every CHECK_EVERY steps: a NaN stops the epoch at that step."""
+    from pipeline.training import loop
+
+    steps = []
+    real = loop.device_step
+
+    def counting(*args, **kwargs):
+        steps.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "device_step", counting)
+    monkeypatch.setattr(loop, "CHECK_EVERY", 3)
+    exp = _exp(lr=1e12, momentum=0.0).with_values({"data.batch_size": 8})
+    with pytest.raises(Diverged):
+        _run(exp)
+    assert len(steps) <= 3 + 3  # the first NaN comes within a few steps; caught by the next check
+    assert len(steps) < len(DATA.x_train) // 8

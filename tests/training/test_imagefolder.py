@@ -1,0 +1,139 @@
+"""Image folders written by the test: splits, the uint8 cache and the streamed path, and every
+bad input as one ConfigError line naming data.root."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.imagefolder_data import write_folder
+from pipeline.config import ConfigError, Data, Experiment
+from pipeline.training import imagefolder
+from pipeline.training.data import load
+from pipeline.training.loop import fit
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("shapes"), per_class=20, classes=3)
+
+
+def _data(root: Path, **kw) -> Data:
+    return Data(dataset="imagefolder", root=root, image_size=16, **kw)
+
+
+def test_stratified_seeded_splits_without_val_and_test_folders(folder: Path) -> None:
+    a = load(_data(folder, val_fraction=0.2, test_fraction=0.1), seed=1)
+    assert a.num_classes == 3 and a.input_shape == (3, 16, 16)
+    assert Counter(a.y_val.tolist()) == {0: 4, 1: 4, 2: 4}   # 20% of 20 per class
+    assert Counter(a.y_test.tolist()) == {0: 2, 1: 2, 2: 2}  # 10% of 20 per class
+    assert len(a.y_train) == 60 - 12 - 6
+    assert a.x_train.dtype == torch.uint8
+    b = load(_data(folder, val_fraction=0.2, test_fraction=0.1), seed=1)
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.x_test, b.x_test)
+    other = load(_data(folder, val_fraction=0.2, test_fraction=0.1), seed=2)
+    assert not torch.equal(a.x_val, other.x_val)
+    # no image in two splits
+    rows = {tuple(x.flatten().tolist()) for x in (*a.x_train, *a.x_val, *a.x_test)}
+    assert len(rows) == 60
+    assert "6 non-image file(s) skipped" in a.source and "into memory as uint8" in a.source
+
+
+def test_no_test_split_without_test_fraction(folder: Path) -> None:
+    data = load(_data(folder))
+    assert data.x_test is None and data.y_test is None
+
+
+def test_train_val_test_folders_are_used_as_they_are(tmp_path: Path) -> None:
+    for split, n in (("train", 6), ("val", 3), ("test", 2)):
+        write_folder(tmp_path / split, per_class=n, classes=2, seed=len(split))
+    data = load(_data(tmp_path, val_fraction=0.5, test_fraction=0.4))
+    assert Counter(data.y_train.tolist()) == {0: 6, 1: 6}
+    assert Counter(data.y_val.tolist()) == {0: 3, 1: 3}
+    assert Counter(data.y_test.tolist()) == {0: 2, 1: 2}
+
+
+def test_images_are_resized_and_centre_cropped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (tmp_path / name).mkdir()
+        image = Image.new("RGB", (60, 20), (0, 0, 0))
+        image.paste(colour, (20, 0, 40, 20))  # only the centre third is coloured
+        image.save(tmp_path / name / "wide.png")
+        Image.new("L", (30, 30), 128).save(tmp_path / name / "grey.png")
+    data = load(_data(tmp_path, val_fraction=0.5))
+    images = torch.cat([data.x_train, data.x_val])
+    labels = torch.cat([data.y_train, data.y_val])
+    wide = images[images[:, 0].float().std((1, 2)) == 0]  # the centre crop is all colour
+    assert len(wide) >= 1
+    red = images[(labels == 0)]
+    assert {tuple(x[:, 8, 8].tolist()) for x in red} == {(255, 0, 0), (128, 128, 128)}
+
+
+def test_streamed_path_trains_exactly_as_the_cached_one(folder: Path) -> None:
+    exp = Experiment.model_validate({
+        "name": "s", "data": {"dataset": "imagefolder", "root": str(folder), "image_size": 16,
+                              "batch_size": 8, "augment": ["flip", "crop"]},
+        "model": {"arch": "cnn", "channels": 4, "hidden": 8}, "train": {"epochs": 2}})
+    cached = load(exp.data)
+    streamed = load(exp.data.model_copy(update={"cache": "stream", "workers": 2}))
+    assert isinstance(streamed.x_train, imagefolder.LazyImages)
+    assert "streamed from disk by 2 DataLoader worker(s)" in streamed.source
+    assert torch.equal(streamed.x_val[:], cached.x_val)
+    a = [e.metrics["val_loss"] for e in fit(exp, cached)]
+    b = [e.metrics["val_loss"] for e in fit(exp, streamed)]
+    assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_auto_streams_what_does_not_fit_the_budget(folder: Path) -> None:
+    assert not load(_data(folder)).streamed
+    small = load(_data(folder, memory_budget_mb=0.01))
+    assert small.streamed
+    assert "over memory_budget_mb 0.01" in small.source
+
+
+def _write(path: Path, content: bytes = b"") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+@pytest.mark.parametrize("cache", ["memory", "stream"])
+def test_an_unreadable_image_is_refused_by_name(folder: Path, tmp_path: Path,
+                                                cache: str) -> None:
+    root = write_folder(tmp_path / "broken", per_class=3, classes=2)
+    _write(root / "circle" / "broken.jpg", b"this is not a jpeg")
+    with pytest.raises(ConfigError, match=r"data.root: .*broken.jpg is not a readable image"):
+        load(_data(root, cache=cache))
+
+
+def test_bad_folders_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.root: .*nowhere is not a folder"):
+        load(_data(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="data.root: imagefolder needs a folder"):
+        load(Data(dataset="imagefolder"))
+    _write(tmp_path / "flat" / "a.png")
+    with pytest.raises(ConfigError, match="data.root: no class folders under"):
+        load(_data(tmp_path / "flat"))
+    write_folder(tmp_path / "one", per_class=2, classes=1)
+    with pytest.raises(ConfigError, match="only one class folder"):
+        load(_data(tmp_path / "one"))
+    root = write_folder(tmp_path / "empty", per_class=2, classes=2)
+    _write(root / "dog" / "readme.txt", b"no pictures yet")
+    with pytest.raises(ConfigError, match=r"data.root: class 'dog' .* has no images"):
+        load(_data(root))
+
+
+def test_too_few_images_for_a_split_is_refused(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "two", per_class=2, classes=2)
+    with pytest.raises(ConfigError, match="data.root: no images left for the val split"):
+        load(_data(root, val_fraction=0.3, test_fraction=0.3))
+
+
+def test_a_val_folder_with_a_class_train_lacks_is_refused(tmp_path: Path) -> None:
+    write_folder(tmp_path / "train", per_class=2, classes=2)
+    write_folder(tmp_path / "val", per_class=2, classes=3)
+    with pytest.raises(ConfigError, match=r"class folder\(s\) \['triangle'\]"):
+        load(_data(tmp_path))

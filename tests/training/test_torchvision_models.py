@@ -1,0 +1,116 @@
+"""torchvision models by name: adapted to small inputs, trained a few steps, started from
+weights (a state-dict file or the torch hub cache, never a download), frozen to the head."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.config import ConfigError, Experiment, Model, validate
+from pipeline.training import torchvision_models
+from pipeline.training.data import Tensors
+from pipeline.training.loop import fit, setup, train_step
+from pipeline.training.models import build_model, check
+
+SMALL = "shufflenet_v2_x0_5"
+
+
+def _images(n: int = 48, side: int = 16) -> Tensors:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 3
+    x = (torch.rand(n, 3, side, side, generator=g) * 80 + 60 * y[:, None, None, None]).to(
+        torch.uint8)
+    return Tensors(x[:36], y[:36], x[36:], y[36:], 3)
+
+
+def test_a_torchvision_model_by_name_trains_a_few_steps() -> None:
+    exp = Experiment.model_validate({"name": "tv", "model": {"arch": SMALL},
+                                     "data": {"batch_size": 12},
+                                     "train": {"epochs": 2, "optimizer": "adamw", "lr": 0.01}})
+    history = [e.metrics for e in fit(exp, _images())]
+    assert all(torch.isfinite(torch.tensor(m["val_loss"])) for m in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_small_inputs_are_adapted_per_family() -> None:
+    resnet = build_model(Model(arch="resnet34"), (3, 32, 32), 5).net
+    assert resnet.conv1.kernel_size == (3, 3) and isinstance(resnet.maxpool, nn.Identity)
+    assert build_model(Model(arch="resnet34"), (3, 96, 96), 5).net.conv1.kernel_size == (7, 7)
+    squeeze = build_model(Model(arch="squeezenet1_1"), (1, 8, 8), 4)
+    adapter = squeeze.net[0]
+    assert [type(m) for m in adapter] == [nn.Conv2d, nn.Upsample] and adapter[1].size == (17, 17)
+    assert squeeze(torch.rand(2, 1, 8, 8)).shape == (2, 4)
+    assert not isinstance(build_model(Model(arch=SMALL), (3, 16, 16), 4).net, nn.Sequential)
+
+
+def test_weights_from_a_state_dict_file_replace_the_head(tmp_path: Path) -> None:
+    source = build_model(Model(arch=SMALL), (3, 16, 16), 7).net
+    torch.save(source.state_dict(), tmp_path / "net.pt")
+    model = build_model(Model(arch=SMALL, weights=str(tmp_path / "net.pt")), (3, 16, 16), 3)
+    mine, theirs = model.net.state_dict(), source.state_dict()
+    head = torchvision_models.head_name(model.net)
+    assert head == "fc" and mine["fc.weight"].shape == (3, theirs["fc.weight"].shape[1])
+    assert all(torch.equal(mine[k], v) for k, v in theirs.items() if not k.startswith("fc."))
+    # a checkpoint of this pipeline works too (its network sits under `net.`)
+    torch.save({"model": model.state_dict()}, tmp_path / "state.pt")
+    again = build_model(Model(arch=SMALL, weights=str(tmp_path / "state.pt")), (3, 16, 16), 3)
+    assert torch.equal(again.net.state_dict()["conv1.0.weight"], mine["conv1.0.weight"])
+
+
+def test_weights_by_name_come_from_the_hub_cache_only(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = Model(arch=SMALL, weights="IMAGENET1K_V1")
+    with pytest.raises(ConfigError, match=r"model.weights: .* is not in the torch hub cache"):
+        build_model(cfg, (3, 16, 16), 3)
+    weights = torchvision.models.get_model_weights(SMALL).IMAGENET1K_V1
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    reference = torchvision.models.get_model(SMALL).state_dict()
+    torch.save(reference, tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1])
+    model = build_model(cfg, (3, 16, 16), 3)
+    assert torch.equal(model.net.state_dict()["conv1.0.weight"], reference["conv1.0.weight"])
+    with pytest.raises(ConfigError, match="is neither a file nor weights of"):
+        build_model(Model(arch=SMALL, weights="IMAGENET9K"), (3, 16, 16), 3)
+
+
+def test_weight_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.weights: no such file"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "none.pt")), (3, 16, 16), 3)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="is not a PyTorch state dict"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "junk.pt")), (3, 16, 16), 3)
+    torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="none of the 1 tensors"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "other.pt")), (3, 16, 16), 3)
+    stem_only = {k: v for k, v in build_model(Model(arch=SMALL), (3, 16, 16), 3).net
+                 .state_dict().items() if k.startswith("conv1.")}
+    torch.save(stem_only, tmp_path / "stem.pt")
+    with pytest.raises(ConfigError, match=r"only \d+ of the \d+ backbone tensors"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "stem.pt")), (3, 16, 16), 3)
+
+
+def test_a_frozen_backbone_trains_only_the_head(tmp_path: Path) -> None:
+    torch.save(build_model(Model(arch=SMALL), (3, 16, 16), 3).net.state_dict(),
+               tmp_path / "w.pt")
+    exp = Experiment.model_validate({"name": "f", "model": {
+        "arch": SMALL, "weights": str(tmp_path / "w.pt"), "freeze": "backbone"},
+        "train": {"lr": 0.1}})
+    data = _images()
+    s = setup(exp, data)
+    before = {k: v.clone() for k, v in s.model.state_dict().items()}
+    train_step(s.model.train(), s.optimizer, data.x_train[:8], data.y_train[:8])
+    changed = {k for k, v in s.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"net.fc.weight", "net.fc.bias"}
+    with pytest.raises(ConfigError, match="model.freeze: backbone needs model.weights"):
+        validate({"name": "f", "model": {"arch": SMALL, "freeze": "backbone"}})
+
+
+def test_an_image_too_small_for_the_model_is_one_line() -> None:
+    cfg = Model(factory="tests.factories:unpadded_convs")
+    check(cfg, (3, 17, 17), 3)
+    with pytest.raises(ConfigError, match=r"model.factory: tests.factories:unpadded_convs "
+                                          r"cannot take 3x16x16 inputs"):
+        check(cfg, (3, 16, 16), 3)
