@@ -9,12 +9,16 @@ from pipeline.config.loading import check_trainable, load, parse_override
 from pipeline.config.paths import get_path, set_path
 from pipeline.config.schema import (
     BUILTIN_METRICS,
+    MUTABLE_PATHS,
+    Change,
     Cluster,
+    Cyclic,
     Data,
     Experiment,
     LRRangeTest,
     Model,
     Resources,
+    Sgdr,
     Storage,
     Tracking,
     Train,
@@ -23,7 +27,8 @@ from pipeline.config.schema import (
 from pipeline.config.search_options import Asha, Bayes, Budget, Search
 
 __all__ = [
-    "BUILTIN_METRICS", "LR_RANGE", "Asha", "Bayes", "Budget", "Cluster", "ConfigError", "Data",
-    "Experiment", "LRRangeTest", "Model", "Resources", "Search", "Storage", "Tracking", "Train",
+    "BUILTIN_METRICS", "LR_RANGE", "MUTABLE_PATHS", "Asha", "Bayes", "Budget", "Change",
+    "Cluster", "ConfigError", "Cyclic", "Data", "Experiment", "LRRangeTest", "Model",
+    "Resources", "Search", "Sgdr", "Storage", "Tracking", "Train",
     "check_trainable", "get_path", "load", "parse_override", "set_path", "validate",
 ]

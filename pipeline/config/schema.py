@@ -52,23 +52,81 @@ class Model(Strict):
     """Dropout before every classifier layer."""
 
 
+class Cyclic(Strict):
+    """Smith's cyclical learning rates (arXiv:1506.01186): the LR runs linearly from
+    train.min_lr (base_lr) up to train.lr (max_lr) and back, over and over."""
+    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    """triangular: every cycle alike; triangular2: the height halves each cycle; exp_range:
+    the height shrinks by `gamma` per epoch."""
+    step_size_epochs: float = Field(2.0, gt=0.0)
+    """Half a cycle, in epochs (Smith: 2-10 epochs' worth of iterations)."""
+    gamma: float = Field(0.9, gt=0.0, le=1.0)
+    """exp_range only: the cycle's height is multiplied by this once per epoch."""
+
+
+class Sgdr(Strict):
+    """Cosine annealing with warm restarts (Loshchilov & Hutter, arXiv:1608.03983): from
+    train.lr down to train.min_lr, then back up at once."""
+    t0_epochs: float = Field(1.0, gt=0.0)
+    """Length of the first period, in epochs."""
+    t_mult: int = Field(2, ge=1)
+    """Each period is this many times longer than the one before."""
+
+
+class Change(Strict):
+    """A step of a hyperparameter schedule: from `epoch` on, `values` apply."""
+    epoch: int = Field(ge=0)
+    values: dict[str, Any]
+    """Dotted path -> value, for paths that may change mid-run (MUTABLE_PATHS)."""
+
+
+# What may change while a model trains: the optimizer's knobs, the LR's ends and dropout.
+# Everything else (widths, the optimizer's kind, the data) shapes the weights or the run.
+MUTABLE_PATHS = ("train.lr", "train.min_lr", "train.momentum", "train.weight_decay",
+                 "model.dropout")
+
+
 class Train(Strict):
     epochs: int = Field(10, ge=1)
     """Epochs per trial (ASHA may stop a trial sooner)."""
     optimizer: Literal["sgd", "adamw"] = "sgd"
     """`sgd` (with `momentum`, `nesterov`) or `adamw`."""
     lr: float = Field(0.01, gt=0.0)
-    """Peak learning rate."""
+    """Peak learning rate (max_lr of cyclic and onecycle, the restart LR of sgdr)."""
+    min_lr: float | None = Field(None, ge=0.0)
+    """Low end of cosine/onecycle/cyclic/sgdr (cyclic's base_lr); null: each schedule's
+    usual one: cyclic lr/4 (Smith), onecycle lr/25 (PyTorch's OneCycleLR), cosine and sgdr 0."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     """SGD momentum (AdamW's beta1)."""
     nesterov: bool = False
     """Nesterov momentum for SGD."""
     weight_decay: float = Field(0.0, ge=0.0)
     """Decoupled for AdamW, L2 for SGD."""
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    """LR schedule over the whole run, stepped per batch."""
+    schedule: Literal["constant", "cosine", "onecycle", "cyclic", "sgdr"] = "constant"
+    """LR schedule over the whole run, set per batch (pipeline.training.schedules)."""
+    cyclic: Cyclic = Cyclic()
+    sgdr: Sgdr = Sgdr()
+    hyperparameter_schedule: list[Change] = Field(default_factory=list)
+    """Values that change mid-run, e.g. what PBT found (best_config.yaml of a pbt sweep):
+    [{epoch: 4, values: {train.lr: 0.03}}]; epochs ascending, each below train.epochs."""
     amp: bool = False
     """Mixed precision (bf16 autocast) when training on CUDA; ignored on CPU."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Train:
+        if self.min_lr is not None and self.min_lr >= self.lr:
+            raise ValueError(f"train.min_lr: {self.min_lr} must be below train.lr {self.lr}")
+        epochs = [change.epoch for change in self.hyperparameter_schedule]
+        for i, change in enumerate(self.hyperparameter_schedule):
+            where = f"train.hyperparameter_schedule[{i}]"
+            if change.epoch >= self.epochs or (i and change.epoch <= epochs[i - 1]):
+                raise ValueError(f"{where}.epoch: {change.epoch} must be above the previous "
+                                 f"step's and below train.epochs ({self.epochs})")
+            for path in change.values:
+                if path not in MUTABLE_PATHS:
+                    raise ValueError(f"{where}.values.{path}: cannot change mid-run (one of "
+                                     f"{', '.join(MUTABLE_PATHS)})")
+        return self
 
 
 class LRRangeTest(Strict):

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.config import Experiment, Train
+from pipeline.config import MUTABLE_PATHS, Experiment, Train, get_path
+from pipeline.training import schedules
 from pipeline.training.data import Tensors
 from pipeline.training.models import build_model
 
@@ -36,19 +37,6 @@ def make_optimizer(cfg: Train, params: Any, lr: float | None = None) -> torch.op
                                  weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov and cfg.momentum > 0)
-
-
-def make_schedule(cfg: Train, optimizer: torch.optim.Optimizer,
-                  total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-batch schedule over the whole run."""
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
-                                                   total_steps=total_steps)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
-                                                        / total_steps)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -114,45 +102,84 @@ def setup(exp: Experiment, data: Tensors, device: torch.device | None = None,
     return Setup(model, make_optimizer(exp.train, model.parameters(), lr), on_device, device)
 
 
+def at_epoch(exp: Experiment, epoch: int) -> Experiment:
+    """exp with every train.hyperparameter_schedule step up to `epoch` applied."""
+    values: dict[str, Any] = {}
+    for change in exp.train.hyperparameter_schedule:
+        if change.epoch <= epoch:
+            values.update(change.values)
+    return exp.with_values(values) if values else exp
+
+
+def apply_hyperparameters(s: Setup, exp: Experiment) -> None:
+    """Put exp's mutable values (MUTABLE_PATHS) into the optimizer and the dropout layers: after
+    a restore they override what the snapshot held, so a PBT mutation takes effect."""
+    cfg = exp.train
+    for group in s.optimizer.param_groups:
+        group["weight_decay"] = cfg.weight_decay
+        if "betas" in group:
+            group["betas"] = (cfg.momentum, group["betas"][1])
+        else:
+            group["momentum"] = cfg.momentum
+    for module in s.model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = exp.model.dropout
+
+
+def mutable_values(exp: Experiment) -> dict[str, Any]:
+    return {path: get_path(exp.model_dump(mode="json"), path) for path in MUTABLE_PATHS}
+
+
 @dataclass
 class Epoch:
     """One finished epoch: its metrics, and a way to take a resumable snapshot."""
 
     metrics: dict[str, float]
     state: Callable[[], dict[str, Any]]
+    history: list[tuple[int, dict[str, Any]]]
+    """(first epoch, MUTABLE_PATHS values) of every stretch of this run so far, inherited
+    from the snapshot it resumed from: the hyperparameter schedule that made these weights."""
 
 
 def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
         state: dict[str, Any] | None = None) -> Iterator[Epoch]:
-    """Train for exp.train.epochs, yielding after every epoch; resume from `state` if given."""
+    """Train for exp.train.epochs, yielding after every epoch; resume from `state` if given
+    (weights, optimizer state and RNG from it; hyperparameters from exp)."""
     s = setup(exp, data, device)
-    d, cfg = s.data, exp.train
+    d = s.data
     steps_per_epoch = math.ceil(len(d.x_train) / exp.data.batch_size)
-    schedule = make_schedule(cfg, s.optimizer, steps_per_epoch * cfg.epochs)
-    first_epoch = 0
+    first_epoch, history = 0, []
     if state is not None:
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
-        first_epoch = state["epoch"]
+        first_epoch, history = state["epoch"], list(state.get("history", []))
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch}
+                "rng": torch.get_rng_state(), "epoch": epoch, "history": list(history)}
 
     s.model.train()
-    for epoch in range(first_epoch, cfg.epochs):
+    for epoch in range(first_epoch, exp.train.epochs):
+        current = at_epoch(exp, epoch)
+        cfg = current.train
+        apply_hyperparameters(s, current)
+        values = mutable_values(current)
+        if not history or history[-1][1] != values:
+            history.append((epoch, values))
         # The shuffle depends only on (seed, epoch), so a resumed run sees the same batches.
         generator = torch.Generator().manual_seed(exp.seed * 100_003 + epoch)
-        lr = s.optimizer.param_groups[0]["lr"]
+        step = epoch * steps_per_epoch
+        lr = schedules.lr_at(cfg, step, steps_per_epoch)
         started = time.perf_counter()
         loss_sum = 0.0
         for idx in batches(len(d.x_train), exp.data.batch_size, generator):
+            for group in s.optimizer.param_groups:
+                group["lr"] = schedules.lr_at(cfg, step, steps_per_epoch)
             idx = idx.to(s.device)
             loss_sum += train_step(s.model, s.optimizer, d.x_train[idx], d.y_train[idx],
                                    cfg.amp) * len(idx)
-            schedule.step()
+            step += 1
         train_s = time.perf_counter() - started
         val_loss, val_acc = evaluate(s.model, d.x_val, d.y_val, exp.data.batch_size, cfg.amp)
         metrics = {
@@ -160,4 +187,4 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
             "lr": lr, "epoch_time_s": time.perf_counter() - started,
             "samples_per_s": len(d.x_train) / train_s,
         }
-        yield Epoch(metrics, lambda e=epoch + 1: snapshot(e))
+        yield Epoch(metrics, lambda e=epoch + 1: snapshot(e), list(history))

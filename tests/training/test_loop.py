@@ -34,7 +34,7 @@ def test_seeded_runs_repeat_exactly() -> None:
     assert [m["val_loss"] for m in a] != [m["val_loss"] for m in other]
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "cyclic", "sgdr"])
 def test_resume_from_a_snapshot_continues_identically(schedule: str) -> None:
     exp = _exp(schedule=schedule, optimizer="adamw", lr=0.01)
     full = _run(exp)
@@ -52,3 +52,27 @@ def test_nan_loss_stops_training() -> None:
     with pytest.raises(Diverged, match="training loss became"):
         _run(_exp(lr=1e12, momentum=0.0))
 
+
+
+def test_a_hyperparameter_schedule_changes_values_at_its_epochs() -> None:
+    exp = _exp(hyperparameter_schedule=[{"epoch": 1, "values": {"train.lr": 0.02}},
+                                        {"epoch": 2, "values": {"train.lr": 0.01,
+                                                                "model.dropout": 0.3}}])
+    epochs = list(fit(exp, DATA))
+    assert [e.metrics["lr"] for e in epochs] == pytest.approx([0.05, 0.02, 0.01])
+    assert [(first, values["train.lr"], values["model.dropout"])
+            for first, values in epochs[-1].history] == [(0, 0.05, 0.0), (1, 0.02, 0.0),
+                                                         (2, 0.01, 0.3)]
+
+
+def test_a_restored_snapshot_trains_on_with_the_new_config_values() -> None:
+    """What PBT does: weights and optimizer state from a snapshot, new hyperparameters."""
+    first = next(iter(fit(_exp(), DATA)))
+    resumed = list(fit(_exp(lr=0.02), DATA, state=first.state()))
+    assert [e.metrics["lr"] for e in resumed] == [0.02, 0.02]
+    assert [first for first, _ in resumed[-1].history] == [0, 1]
+    # momentum lives in the optimizer's saved state too: the config's value must win
+    resumed = list(fit(_exp(momentum=0.5), DATA, state=first.state()))
+    assert resumed[-1].history[1][1]["train.momentum"] == 0.5
+    same = list(fit(_exp(), DATA, state=first.state()))
+    assert same[0].metrics["val_loss"] != resumed[0].metrics["val_loss"]
