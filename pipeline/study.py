@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from pipeline import context
-from pipeline.config import LR_RANGE, ConfigError, Experiment
+from pipeline.config import LR_RANGE, ConfigError, Experiment, Search, mutable_paths
 from pipeline.context import SweepContext
 from pipeline.execution import budget, cluster, storage
 from pipeline.execution.progress import Progress
@@ -91,7 +91,7 @@ def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
 def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
              parent_run_id: str) -> tuple[Experiment, tuple[float, float] | None]:
     """Run the LR range test on a worker with a trial's resources; apply what it suggests."""
-    from pipeline.training import lr_range
+    from pipeline.training import lr_range, schedules
 
     task = ray.remote(num_cpus=exp.resources.cpu, num_gpus=exp.resources.gpu)(
         lr_range.range_test)
@@ -107,10 +107,37 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
                                                     "lr_range_high": bounds[1]})
         print(f"LR range test: searching train.lr in [{bounds[0]:.3g}, {bounds[1]:.3g}]")
         return exp, bounds
+    if exp.train.schedule in schedules.CYCLED and "train.lr" not in exp.search.space:
+        return cycle_stage(exp, suggestion, curve, store, parent_run_id), None
     if suggestion.lr is not None and "train.lr" not in exp.search.space:
         print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
         return exp.with_values({"train.lr": suggestion.lr}), None
     return exp, None
+
+
+def checkpoints(s: Search) -> tune.CheckpointConfig:
+    """The best checkpoint per trial (Tune also keeps the latest); with pbt every one: a donor
+    is cloned from the checkpoint of its last perturbation, which may be neither by then."""
+    if s.scheduler == "pbt":
+        return tune.CheckpointConfig(num_to_keep=None)
+    return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=s.metric,
+                                 checkpoint_score_order=s.mode)
+
+
+def cycle_stage(exp: Experiment, suggestion: Any, curve: Any, store: tracking.Store,
+                parent_run_id: str) -> Experiment:
+    """A cycled schedule (cyclic, sgdr, onecycle) gets both its ends from the range test."""
+    from pipeline.training import schedules
+
+    bounds = schedules.range_test_bounds(suggestion, curve)
+    if bounds is None:
+        print(f"LR range test: keeping train.lr and train.min_lr ({suggestion.reason})")
+        return exp
+    tracking.log_metrics(store, parent_run_id, {"lr_cycle_min": bounds[0],
+                                                "lr_cycle_max": bounds[1]})
+    store.client.set_tag(parent_run_id, "lr_cycle_rule", schedules.CYCLE_RULE)
+    print(f"LR range test: {exp.train.schedule} between {bounds[0]:.3g} and {bounds[1]:.3g}")
+    return exp.with_values({"train.min_lr": bounds[0], "train.lr": bounds[1]})
 
 
 def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable,
@@ -133,16 +160,14 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, num_samples=num_samples, search_alg=search_alg,
-            scheduler=make_scheduler(s, exp.train.epochs),
+            scheduler=make_scheduler(s, exp.train.epochs, mutable_paths(exp), lr_bounds),
             # a fresh actor per trial costs ~2 s here (BASELINES.md); reuse them
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
             callbacks=[*callbacks, *guards],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=s.metric,
-                checkpoint_score_order=s.mode),
+            checkpoint_config=checkpoints(s)),
             verbose=0),  # pipeline.execution.progress prints instead
     )
 

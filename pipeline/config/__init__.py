@@ -22,13 +22,22 @@ from pipeline.config.schema import (
     Storage,
     Tracking,
     Train,
+    mutable_paths,
     validate,
 )
-from pipeline.config.search_options import Asha, Bayes, Budget, Search
+from pipeline.config.search_options import (
+    Asha,
+    Bayes,
+    Budget,
+    HyperBand,
+    Median,
+    Pbt,
+    Search,
+)
 
 __all__ = [
     "BUILTIN_METRICS", "LR_RANGE", "MUTABLE_PATHS", "Asha", "Bayes", "Budget", "Change",
-    "Cluster", "ConfigError", "Cyclic", "Data", "Experiment", "LRRangeTest", "Model",
-    "Resources", "Search", "Sgdr", "Storage", "Tracking", "Train",
-    "check_trainable", "get_path", "load", "parse_override", "set_path", "validate",
+    "Cluster", "ConfigError", "Cyclic", "Data", "Experiment", "HyperBand", "LRRangeTest",
+    "Median", "Model", "Pbt", "Resources", "Search", "Sgdr", "Storage", "Tracking", "Train",
+    "check_trainable", "get_path", "load", "mutable_paths", "parse_override", "set_path", "validate",
 ]

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pipeline.config.base import ConfigError
 from pipeline.config.domains import domain_values
 from pipeline.config.paths import set_path
-from pipeline.config.schema import Experiment, validate
+from pipeline.config.schema import MUTABLE_PATHS, Experiment, mutable_paths, validate
 
 
 def _field_exists(path: str) -> bool:
@@ -56,6 +56,34 @@ def _check_space(exp: Experiment) -> None:
         raise ConfigError("search.space: searcher grid takes only {grid: [...]} domains")
     if searcher == "bayes" and all(is_grid):
         raise ConfigError("search.space: a bayes search needs at least one non-grid domain")
+
+
+def _check_schedule(exp: Experiment) -> None:
+    """Every value of train.hyperparameter_schedule is valid where it lands."""
+    for i, change in enumerate(exp.train.hyperparameter_schedule):
+        try:
+            exp.with_values(change.values)
+        except ConfigError as error:
+            raise ConfigError(f"train.hyperparameter_schedule[{i}]: {error}") from None
+
+
+def _check_scheduler(exp: Experiment) -> None:
+    """What each scheduler needs of the rest of the experiment."""
+    s, epochs = exp.search, exp.train.epochs
+    grace = {"asha": s.asha.grace_period, "median": s.median.grace_period}.get(s.scheduler)
+    if grace is not None and grace > epochs:
+        raise ConfigError(f"search.{s.scheduler}.grace_period: longer than train.epochs")
+    if s.scheduler != "pbt":
+        return
+    if s.searcher == "bayes":
+        raise ConfigError("search.searcher: pbt cannot take a bayes searcher (Ray's PBT "
+                          "refuses custom searchers); use searcher: random or grid")
+    if s.pbt.perturbation_interval >= epochs:
+        raise ConfigError("search.pbt.perturbation_interval: must be below train.epochs, "
+                          "or no trial ever exploits")
+    if not mutable_paths(exp):
+        raise ConfigError(f"search.space: pbt needs a value it may change mid-run (one of "
+                          f"{', '.join(MUTABLE_PATHS)}, or params.* for your trainable)")
 
 
 def check_trainable(spec: str | None) -> None:
@@ -101,5 +129,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         set_path(raw, key, value)
     exp = validate(raw)
     _check_space(exp)
+    _check_schedule(exp)
+    _check_scheduler(exp)
     check_trainable(exp.trainable)
     return exp

@@ -221,8 +221,6 @@ class Experiment(Strict):
                 raise ValueError(
                     f"search.mode: {self.search.metric} is better when {natural}, not "
                     f"{self.search.mode}")
-        if self.search.scheduler == "asha" and self.search.asha.grace_period > self.train.epochs:
-            raise ValueError("search.asha.grace_period: longer than train.epochs")
         return self
 
     def trial_config(self) -> dict[str, Any]:
@@ -239,6 +237,14 @@ class Experiment(Strict):
     def with_trial_config(self, config: dict[str, Any]) -> Experiment:
         """A copy with a trial's nested config (sampled values in place) swapped in."""
         return validate({**self.model_dump(mode="json"), **config})
+
+
+def mutable_paths(exp: Experiment) -> list[str]:
+    """Searched paths PBT may change mid-run: MUTABLE_PATHS for the built-in trainable, any
+    params.* for a custom one. Other searched values are drawn once and, on an exploit,
+    copied from the trial cloned along with its weights."""
+    return [path for path in exp.search.space
+            if (path in MUTABLE_PATHS if exp.trainable is None else path.startswith("params."))]
 
 
 TRIAL_SECTIONS = {"name", "seed", "data", "model", "train", "resources", "params"}

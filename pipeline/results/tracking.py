@@ -26,6 +26,7 @@ from pipeline.config import ConfigError, Experiment
 from pipeline.config.secrets import looks_secret, redact
 from pipeline.execution import storage
 from pipeline.execution.trainable import last_error_line
+from pipeline.results import lineage
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -220,6 +221,7 @@ class SweepLogger(tune.Callback):
                    for key, value in result_metrics(result).items()]
         tags = [RunTag(key, str(result[key])) for key in PLACEMENT_KEYS if key in result]
         trial_id = trial.trial_id
+        tags += lineage.exploit_tags(result, self.run_ids)
         self._send(lambda c: c.log_batch(self.run_ids[trial_id], metrics=metrics, tags=tags))
 
     def _end(self, trial: Any, status: str, error: str | None = None) -> None:

@@ -8,6 +8,7 @@ effect at once and no saved scheduler state can overwrite it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pipeline.config import Train
 
@@ -73,3 +74,21 @@ def lr_at(cfg: Train, step: int, steps_per_epoch: int) -> float:
     if cfg.schedule == "sgdr":
         return sgdr(cfg, step, steps_per_epoch)
     return cfg.lr
+
+
+CYCLED = ("cyclic", "sgdr", "onecycle")  # the schedules that move between two LRs
+CYCLE_RULE = ("max: the steepest-descent LR, capped at the lr_range search bound's top "
+              "(3x the suggestion, below the loss minimum); min: max/4 (Smith 2017, 3.3)")
+
+
+def range_test_bounds(suggestion: Any, curve: Any) -> tuple[float, float] | None:
+    """(min_lr, lr) for a cycled schedule from an LR range test, or None when the curve is not
+    to be trusted. Smith: the max is where the loss still falls steeply (beyond it the loss
+    flattens, then rises), the base 1/3-1/4 of it; the cap keeps a noisy steepest rule from
+    landing past the loss minimum, where training diverges."""
+    from pipeline.training.lr_range import search_bounds
+
+    if not suggestion.reliable or suggestion.rules.get("steepest") is None:
+        return None
+    high = min(suggestion.rules["steepest"], search_bounds(suggestion, curve)[1])
+    return high / CYCLIC_DIV, high

@@ -1,6 +1,8 @@
 """Training: it learns, it repeats exactly, it resumes exactly, it stops on NaN."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from pipeline.config import Experiment
@@ -68,11 +70,15 @@ def test_a_hyperparameter_schedule_changes_values_at_its_epochs() -> None:
 def test_a_restored_snapshot_trains_on_with_the_new_config_values() -> None:
     """What PBT does: weights and optimizer state from a snapshot, new hyperparameters."""
     first = next(iter(fit(_exp(), DATA)))
-    resumed = list(fit(_exp(lr=0.02), DATA, state=first.state()))
+    # a copy per use, as from a checkpoint file: load_state_dict shares momentum buffers
+    snapshot = lambda: copy.deepcopy(first.state())  # noqa: E731
+    resumed = list(fit(_exp(lr=0.02), DATA, state=snapshot()))
     assert [e.metrics["lr"] for e in resumed] == [0.02, 0.02]
     assert [first for first, _ in resumed[-1].history] == [0, 1]
     # momentum lives in the optimizer's saved state too: the config's value must win
-    resumed = list(fit(_exp(momentum=0.5), DATA, state=first.state()))
+    resumed = list(fit(_exp(momentum=0.5), DATA, state=snapshot()))
     assert resumed[-1].history[1][1]["train.momentum"] == 0.5
-    same = list(fit(_exp(), DATA, state=first.state()))
+    same = list(fit(_exp(), DATA, state=snapshot()))
+    assert [e.metrics["val_loss"] for e in same] == [
+        e.metrics["val_loss"] for e in fit(_exp(), DATA, state=snapshot())]
     assert same[0].metrics["val_loss"] != resumed[0].metrics["val_loss"]

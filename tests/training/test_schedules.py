@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.config import Train
-from pipeline.training.schedules import lr_at
+from pipeline.training.schedules import lr_at, range_test_bounds
 
 
 def curve(steps_per_epoch: int = 2, **train) -> list[float]:
@@ -90,3 +90,28 @@ def test_cosine_falls_to_min_lr_and_constant_stays() -> None:
     assert curve(epochs=2, lr=1.0, min_lr=0.2, schedule="cosine") == pytest.approx(
         [1.0, 0.2 + 0.8 * 0.8535534, 0.6, 0.2 + 0.8 * 0.1464466])
     assert curve(epochs=2, lr=0.3) == [0.3] * 4
+
+
+# Range-test bounds for cycled schedules, on the hand-made curves of test_lr_range.
+def _suggestion(lr: float, steepest: float | None, reliable: bool = True):
+    from pipeline.training.lr_range import Suggestion
+
+    return Suggestion(lr, {"steepest": steepest}, 0.0, reliable, "")
+
+
+def test_cycle_max_is_the_steepest_lr_and_min_a_quarter_of_it() -> None:
+    from tests.training.test_lr_range import LRS, VALLEY, hand_made
+
+    # suggestion 0.01 -> lr_range top 0.03; steepest 0.02 is below it
+    assert range_test_bounds(_suggestion(0.01, 0.02), hand_made(VALLEY)) == (
+        pytest.approx(0.005), pytest.approx(0.02))
+    # a steepest rule past 3x the suggestion is capped there ...
+    assert range_test_bounds(_suggestion(0.01, 0.09), hand_made(VALLEY))[1] == pytest.approx(0.03)
+    # ... and never past the loss minimum (step 12, lr 0.1)
+    assert range_test_bounds(_suggestion(0.05, 0.5), hand_made(VALLEY))[1] == LRS[12]
+
+
+def test_an_unreliable_curve_sets_no_cycle_bounds() -> None:
+    from tests.training.test_lr_range import VALLEY, hand_made
+
+    assert range_test_bounds(_suggestion(0.01, 0.02, reliable=False), hand_made(VALLEY)) is None
