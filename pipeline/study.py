@@ -22,7 +22,7 @@ from ray import tune
 from pipeline import context
 from pipeline.config import LR_RANGE, ConfigError, Experiment, Search, mutable_paths
 from pipeline.context import SweepContext
-from pipeline.execution import budget, cluster, storage
+from pipeline.execution import budget, cluster, result_files, storage
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import train_trial
 from pipeline.results import report, tracking
@@ -165,9 +165,9 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
-            callbacks=[*callbacks, *guards],
+            callbacks=[*callbacks, *guards, *result_files.callbacks()],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=checkpoints(s)),
+            checkpoint_config=checkpoints(s),
             verbose=0),  # pipeline.execution.progress prints instead
     )
 

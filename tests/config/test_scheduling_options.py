@@ -53,7 +53,7 @@ BAD = [
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    path = tmp_path / "exp.yaml"
+    path = tmp_path / "exp.yaml"  # tmp_path is also the workdir fixture's folder
     path.write_text("name: t\nsearch:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-1]}\n")
     return path
 
@@ -73,10 +73,11 @@ def test_good_values_load(base: Path) -> None:
     assert exp.train.hyperparameter_schedule[0].values == {"train.lr": 0.01}
 
 
-def test_pbt_with_bayes_exits_2_with_one_line_before_ray(base: Path, capsys) -> None:
+def test_pbt_with_bayes_exits_2_with_one_line_before_ray(base: Path, workdir: Path,
+                                                       capsys) -> None:
     args = ["tune", str(base)] + [f"--set={o}" for o in [*PBT, "search.searcher=bayes"]]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: search.searcher: pbt cannot take a bayes searcher")
     assert "use searcher: random or grid" in err and "\n" not in err
-    assert not (base.parent / "mlflow.db").exists()
+    assert list(workdir.iterdir()) == [base]  # nothing written
