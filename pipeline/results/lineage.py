@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import RunTag
 
 EXPLOIT_TAG = "pbt.exploit"
+SCHEDULE_TAG = "pbt.schedule"  # the schedule the clone's weights were trained with so far
 
 
 def exploit_tags(result: dict[str, Any], run_ids: dict[str, str]) -> list[RunTag]:
@@ -32,7 +33,8 @@ def exploit_tags(result: dict[str, Any], run_ids: dict[str, str]) -> list[RunTag
     record = {"cloned_trial": donor, "cloned_run": run_ids.get(donor), "at_epoch": epoch,
               "values": values}
     return [RunTag(f"{EXPLOIT_TAG}.epoch_{epoch}", json.dumps(record)[:5000]),
-            RunTag("pbt.cloned_from", donor)]
+            RunTag("pbt.cloned_from", donor),
+            RunTag(SCHEDULE_TAG, str(result.get("hp_schedule", ""))[:5000])]
 
 
 def schedule_experiment(schedule_json: str) -> dict[str, Any]:
