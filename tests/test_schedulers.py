@@ -102,3 +102,83 @@ def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
     assert rerun[-1]["lr"] == pytest.approx(history(client, best_run.info.run_id, "lr")[4])
     final = history(client, best_run.info.run_id, "val_loss")[4]
     assert rerun[-1]["val_loss"] == pytest.approx(final, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(
+        workdir: Path, ray_local) -> None:
+    # Epochs of ~0.1 s or more: shorter ones finish before Ray applies HyperBand's pause
+    # (the trial runs one result ahead), so no pause would happen to check.
+    exp_file = write_experiment(workdir, """
+name: band
+data: {batch_size: 32}
+model: {arch: cnn, channels: 8, hidden: 32}
+train: {epochs: 4}
+search:
+  searcher: random
+  scheduler: hyperband
+  num_samples: 6
+  max_concurrent: 2
+  hyperband: {reduction_factor: 2}
+  space:
+    train.lr: {loguniform: [1.0e-3, 0.3]}
+""")
+    study.run(load(exp_file), exp_file)
+    client = MlflowClient(local_store())
+    resumed, stopped = 0, 0
+    for kid in child_runs(name="band"):
+        val = client.get_metric_history(kid.info.run_id, "val_loss")
+        assert len({m.step for m in val}) == len(val)  # no epoch trained twice
+        for m in client.get_metric_history(kid.info.run_id, "restored_from_epoch"):
+            assert m.value == m.step - 1  # continued where it paused, not from epoch 0
+            resumed += 1
+        stopped += kid.data.metrics["epoch"] < 4
+    assert resumed > 0, "hyperband paused no trial"
+    assert stopped > 0, "hyperband stopped no trial"
+
+
+@pytest.mark.slow
+def test_the_median_rule_stops_trials_worse_than_the_median(workdir: Path, ray_local) -> None:
+    exp_file = write_experiment(workdir, """
+name: median
+data: {limit: 300, batch_size: 32}
+model: {hidden: 16}
+train: {epochs: 4}
+search:
+  searcher: grid
+  scheduler: median
+  max_concurrent: 2
+  median: {grace_period: 1, min_samples_required: 2}
+  space:
+    train.lr: {grid: [0.3, 0.2, 1.0e-6, 2.0e-6]}
+""")
+    study.run(load(exp_file), exp_file)
+    epochs = {k.data.params["train.lr"]: k.data.metrics["epoch"] for k in child_runs(name="median")}
+    assert epochs["0.3"] == epochs["0.2"] == 4
+    assert epochs["1e-06"] < 4 and epochs["2e-06"] < 4
+
+
+@pytest.mark.slow
+def test_a_killed_pbt_sweep_resumes_its_population_and_lineage(workdir: Path) -> None:
+    exp_file = write_experiment(workdir, PBT.format(name="rel", epochs=8))
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(exploits(r) for r in child_runs()), timeout_s=240,
+             every_s=0.2, while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    before = {r.data.tags["trial_id"]: (r.info.run_id, exploits(r)) for r in child_runs()}
+    assert max(r.data.metrics.get("epoch", 0) for r in child_runs()) < 8, "finished too soon"
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    runs = {r.data.tags["trial_id"]: r for r in child_runs()}
+    assert set(runs) == set(before)  # the same population, the same child runs
+    for trial_id, (run_id, tagged) in before.items():
+        run = runs[trial_id]
+        assert run.info.run_id == run_id and run.info.status == "FINISHED"
+        assert run.data.metrics["epoch"] == 8
+        assert all(record in exploits(run) for record in tagged)  # lineage kept
+    assert parent_run().info.status == "FINISHED"
+    client = MlflowClient(local_store())
+    assert "plots/pbt_population.png" in {
+        a.path for a in client.list_artifacts(parent_run().info.run_id, "plots")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pipeline.config.base import ConfigError
 from pipeline.config.domains import domain_values
 from pipeline.config.paths import set_path
 from pipeline.config.schema import MUTABLE_PATHS, Experiment, mutable_paths, validate
+from pipeline.config.search_options import trial_count
 
 
 def _field_exists(path: str) -> bool:
@@ -67,12 +69,39 @@ def _check_schedule(exp: Experiment) -> None:
             raise ConfigError(f"train.hyperparameter_schedule[{i}]: {error}") from None
 
 
+def hyperband_fills(trials: int, max_t: int, eta: float) -> list[int]:
+    """Trial counts up to `trials` + one band that fill every pausing bracket of Ray's
+    HyperBand (same sizes as HyperBandScheduler). A bracket left part-full waits forever for
+    the trials it lacks; only the first of a band (milestone max_t) never pauses."""
+    s_max_1 = int(round(math.log(max_t) / math.log(eta))) + 1
+    sizes = [math.ceil(s_max_1 / (s + 1) * eta ** s) for s in range(s_max_1)
+             if int(max_t * eta ** -s) > 0]
+    fills, total = [], 0
+    while total <= trials + sum(sizes):
+        for s, size in enumerate(sizes):
+            fills += range(total + 1, total + size + 1) if s == 0 else [total + size]
+            total += size
+    return sorted(set(fills))
+
+
 def _check_scheduler(exp: Experiment) -> None:
     """What each scheduler needs of the rest of the experiment."""
     s, epochs = exp.search, exp.train.epochs
     grace = {"asha": s.asha.grace_period, "median": s.median.grace_period}.get(s.scheduler)
     if grace is not None and grace > epochs:
         raise ConfigError(f"search.{s.scheduler}.grace_period: longer than train.epochs")
+    if s.scheduler == "hyperband" and s.searcher == "bayes":
+        raise ConfigError("search.searcher: hyperband cannot take a bayes searcher (it asks "
+                          "for trials one by one, so brackets never fill); use searcher: "
+                          "random or grid, or scheduler: asha with bayes")
+    if s.scheduler == "hyperband":
+        fills = hyperband_fills(trial_count(s), epochs, s.hyperband.reduction_factor)
+        if trial_count(s) not in fills:
+            near = [n for n in fills if n > trial_count(s) - 8][:6]
+            raise ConfigError(
+                f"search.num_samples: hyperband ({epochs} epochs, reduction_factor "
+                f"{s.hyperband.reduction_factor:g}) needs trial counts that fill its brackets, "
+                f"e.g. {', '.join(map(str, near))}; {trial_count(s)} leaves one waiting forever")
     if s.scheduler != "pbt":
         return
     if s.searcher == "bayes":

@@ -151,3 +151,12 @@ class Search(Strict):
             check_domain(path, domain)
         return space
 
+
+
+def trial_count(search: Search) -> int:
+    """Trials a sweep runs: `num_samples` in each cell of the grid that `grid:` entries span."""
+    cells = 1
+    for spec in search.space.values():
+        if isinstance(spec, dict) and "grid" in spec:
+            cells *= len(spec["grid"])
+    return search.num_samples * cells

@@ -34,7 +34,12 @@ BAD = [
      "train.hyperparameter_schedule.0.values: Field required"),
     (["search.scheduler=hyperband", "search.hyperband.reduction_factor=1"],
      "search.hyperband.reduction_factor:"),
+    (["search.scheduler=hyperband", "search.searcher=bayes", "search.num_samples=3"],
+     "search.searcher: hyperband cannot take a bayes searcher"),
     (["search.hyperband.max_t=3"], "search.hyperband.max_t: unknown key"),
+    (["search.scheduler=hyperband", "train.epochs=4", "search.hyperband.reduction_factor=2",
+      "search.num_samples=4"], "search.num_samples: hyperband (4 epochs, reduction_factor 2) "
+     "needs trial counts that fill its brackets, e.g. 1, 2, 3, 6, 10"),
     (["search.scheduler=median", "search.median.grace_period=0"], "search.median.grace_period:"),
     (["search.scheduler=median", "search.median.grace_period=11"],
      "search.median.grace_period: longer than train.epochs"),
@@ -64,6 +69,13 @@ def test_bad_values_name_the_field(base: Path, overrides: list[str], message: st
         load(base, overrides)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_hyperband_trial_counts_that_fill_its_brackets() -> None:
+    from pipeline.config.loading import hyperband_fills
+
+    # Ray's brackets for max_t 4, eta 2: 3 trials (no pause), 3, 4; then the band repeats
+    assert hyperband_fills(12, 4, 2)[:8] == [1, 2, 3, 6, 10, 11, 12, 13]
 
 
 def test_good_values_load(base: Path) -> None:
