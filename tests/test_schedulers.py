@@ -169,7 +169,7 @@ def test_a_killed_pbt_sweep_resumes_its_population_and_lineage(workdir: Path) ->
     before = {r.data.tags["trial_id"]: (r.info.run_id, exploits(r)) for r in child_runs()}
     assert max(r.data.metrics.get("epoch", 0) for r in child_runs()) < 8, "finished too soon"
 
-    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     runs = {r.data.tags["trial_id"]: r for r in child_runs()}
     assert set(runs) == set(before)  # the same population, the same child runs

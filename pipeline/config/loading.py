@@ -73,7 +73,7 @@ def hyperband_fills(trials: int, max_t: int, eta: float) -> list[int]:
     """Trial counts up to `trials` + one band that fill every pausing bracket of Ray's
     HyperBand (same sizes as HyperBandScheduler). A bracket left part-full waits forever for
     the trials it lacks; only the first of a band (milestone max_t) never pauses."""
-    s_max_1 = int(round(math.log(max_t) / math.log(eta))) + 1
+    s_max_1 = round(math.log(max_t) / math.log(eta)) + 1
     sizes = [math.ceil(s_max_1 / (s + 1) * eta ** s) for s in range(s_max_1)
              if int(max_t * eta ** -s) > 0]
     fills, total = [], 0

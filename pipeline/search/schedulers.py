@@ -17,7 +17,6 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
-
 from ray.tune.search.sample import Integer
 
 from pipeline.config import Search, get_path, set_path

@@ -38,8 +38,8 @@ BAD = [
      "search.searcher: hyperband cannot take a bayes searcher"),
     (["search.hyperband.max_t=3"], "search.hyperband.max_t: unknown key"),
     (["search.scheduler=hyperband", "train.epochs=4", "search.hyperband.reduction_factor=2",
-      "search.num_samples=4"], "search.num_samples: hyperband (4 epochs, reduction_factor 2) "
-     "needs trial counts that fill its brackets, e.g. 1, 2, 3, 6, 10"),
+      "search.num_samples=4"], ("search.num_samples: hyperband (4 epochs, reduction_factor 2) "
+                                "needs trial counts that fill its brackets, e.g. 1, 2, 3, 6, 10")),
     (["search.scheduler=median", "search.median.grace_period=0"], "search.median.grace_period:"),
     (["search.scheduler=median", "search.median.grace_period=11"],
      "search.median.grace_period: longer than train.epochs"),

@@ -71,7 +71,7 @@ def test_a_restored_snapshot_trains_on_with_the_new_config_values() -> None:
     """What PBT does: weights and optimizer state from a snapshot, new hyperparameters."""
     first = next(iter(fit(_exp(), DATA)))
     # a copy per use, as from a checkpoint file: load_state_dict shares momentum buffers
-    snapshot = lambda: copy.deepcopy(first.state())  # noqa: E731
+    snapshot = lambda: copy.deepcopy(first.state())
     resumed = list(fit(_exp(lr=0.02), DATA, state=snapshot()))
     assert [e.metrics["lr"] for e in resumed] == [0.02, 0.02]
     assert [first for first, _ in resumed[-1].history] == [0, 1]
