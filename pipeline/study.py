@@ -20,13 +20,13 @@ import ray
 from ray import tune
 
 from pipeline import context
-from pipeline.config import LR_RANGE, ConfigError, Experiment, Search, mutable_paths
+from pipeline.config import LR_RANGE, ConfigError, Experiment, mutable_paths
 from pipeline.context import SweepContext
 from pipeline.execution import budget, cluster, result_files, storage
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import train_trial
 from pipeline.results import report, tracking
-from pipeline.search.schedulers import make_scheduler
+from pipeline.search.schedulers import checkpoints, make_scheduler
 from pipeline.search.searchers import make_search
 from pipeline.search.space import to_tune, trial_count
 from pipeline.training import data as datasets
@@ -113,15 +113,6 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
         print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
         return exp.with_values({"train.lr": suggestion.lr}), None
     return exp, None
-
-
-def checkpoints(s: Search) -> tune.CheckpointConfig:
-    """The best checkpoint per trial (Tune also keeps the latest); with pbt every one: a donor
-    is cloned from the checkpoint of its last perturbation, which may be neither by then."""
-    if s.scheduler == "pbt":
-        return tune.CheckpointConfig(num_to_keep=None)
-    return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=s.metric,
-                                 checkpoint_score_order=s.mode)
 
 
 def cycle_stage(exp: Experiment, suggestion: Any, curve: Any, store: tracking.Store,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ray.tune import CheckpointConfig
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -53,6 +54,15 @@ def pbt_mutations(space: dict[str, Any], mutable: list[str],
         # Ray's Integer excludes its upper bound
         bounds[path] = (domain.lower, domain.upper - isinstance(domain, Integer))
     return mutations, KeepInside(bounds)
+
+
+def checkpoints(search: Search) -> CheckpointConfig:
+    """The best checkpoint per trial (Tune also keeps the latest); with pbt every one: a donor
+    is cloned from the checkpoint of its last perturbation, which may be neither by then."""
+    if search.scheduler == "pbt":
+        return CheckpointConfig(num_to_keep=None)
+    return CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=search.metric,
+                            checkpoint_score_order=search.mode)
 
 
 def make_scheduler(search: Search, epochs: int, mutable: list[str] = (),

@@ -11,7 +11,7 @@ from ray.tune.schedulers import (
 from ray.tune.search.sample import Float
 
 from pipeline.config import Experiment, mutable_paths
-from pipeline.search.schedulers import KeepInside, make_scheduler, pbt_mutations
+from pipeline.search.schedulers import KeepInside, checkpoints, make_scheduler, pbt_mutations
 
 SPACE = {"train.lr": "lr_range", "train.momentum": {"uniform": [0.8, 0.99]},
          "model.dropout": {"choice": [0.0, 0.1, 0.2]}, "model.hidden": {"choice": [8, 16]}}
@@ -64,3 +64,9 @@ def test_custom_trainables_may_perturb_their_params() -> None:
 def test_the_old_schedulers_are_unchanged(scheduler: str) -> None:
     assert type(make_scheduler(_exp(scheduler).search, 9)).__name__ in {
         "AsyncHyperBandScheduler", "FIFOScheduler"}
+
+
+def test_pbt_keeps_every_checkpoint_for_the_clones() -> None:
+    assert checkpoints(_exp("pbt").search).num_to_keep is None
+    kept = checkpoints(_exp("hyperband").search)
+    assert (kept.num_to_keep, kept.checkpoint_score_attribute) == (1, "val_loss")
