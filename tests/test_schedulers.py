@@ -4,6 +4,7 @@ checkpoints, the median rule stops, and a killed PBT sweep resumes with its line
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import study
+from pipeline import cli, study
 from pipeline.config import load, validate
 from pipeline.results.report import best_experiment
 from pipeline.training.data import load as load_data
@@ -49,7 +50,7 @@ def exploits(run) -> list[dict]:
 
 @pytest.mark.slow
 def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
-        workdir: Path, ray_local) -> None:
+        workdir: Path, ray_local, capsys) -> None:
     exp_file = write_experiment(workdir, PBT.format(name="pbt", epochs=4))
     outcome = study.run(load(exp_file), exp_file)
     client = MlflowClient(local_store())
@@ -102,6 +103,15 @@ def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
     assert rerun[-1]["lr"] == pytest.approx(history(client, best_run.info.run_id, "lr")[4])
     final = history(client, best_run.info.run_id, "val_loss")[4]
     assert rerun[-1]["val_loss"] == pytest.approx(final, rel=1e-4)
+
+    # the CLI's reproduce line is one that runs: best_config.yaml with a schedule, else --sets
+    cli._print_outcome(outcome, exp_file)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    if steps:
+        assert line.endswith("python -m pipeline tune best_config.yaml")
+    else:
+        sets = shlex.split(line)[line.split().index(str(exp_file)) + 1:]
+        assert load(exp_file, sets[1::2]).search.scheduler == "fifo"
 
 
 @pytest.mark.slow

@@ -104,6 +104,13 @@ class Pbt(Strict):
     resample_probability: float = Field(0.25, ge=0.0, le=1.0)
     """Chance a cloned value is drawn afresh from its search.space domain instead of being
     multiplied by 0.8 or 1.2 (kept inside the domain)."""
+    synch: bool = False
+    """Perturb only when every member has reached the same epoch (Ray's synch mode). Off
+    (Ray's default), each trial is ranked against the others' latest results: when the
+    population takes turns on fewer slots than members, a trial at epoch 1 can be ranked
+    against others at epoch 3 and cloned away for being behind, not for being worse (on the
+    digits bench that lost one seed's best trial: bench/results/schedulers.md). On: less of
+    that, more waiting; the end-to-end tests cover the default only."""
 
 
 class Budget(Strict):

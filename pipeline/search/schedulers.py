@@ -86,6 +86,6 @@ def make_scheduler(search: Search, epochs: int, mutable: list[str] = (),
             time_attr="training_iteration", hyperparam_mutations=mutations,
             perturbation_interval=search.pbt.perturbation_interval,
             quantile_fraction=search.pbt.quantile_fraction,
-            resample_probability=search.pbt.resample_probability,
+            resample_probability=search.pbt.resample_probability, synch=search.pbt.synch,
             custom_explore_fn=keep_inside)
     return FIFOScheduler()

@@ -51,6 +51,7 @@ BAD = [
     ([*PBT, "search.pbt.quantile_fraction=0.6"], "search.pbt.quantile_fraction:"),
     ([*PBT, "search.pbt.quantile_fraction=0"], "search.pbt.quantile_fraction:"),
     ([*PBT, "search.pbt.resample_probability=2"], "search.pbt.resample_probability:"),
+    ([*PBT, "search.pbt.synch=sometimes"], "search.pbt.synch:"),
     ([*PBT, "search.space={model.hidden: {choice: [8, 16]}}"],
      "search.space: pbt needs a value it may change mid-run"),
 ]

@@ -42,8 +42,9 @@ def test_perturbed_values_are_put_back_inside_their_domain() -> None:
 def test_each_scheduler_gets_its_options() -> None:
     pbt = make_scheduler(_exp("pbt").search, 9, ["train.momentum"])
     assert isinstance(pbt, PopulationBasedTraining)
-    assert (pbt._perturbation_interval, pbt._quantile_fraction, pbt._resample_probability) \
-        == (2, 0.25, 0.25)
+    assert (pbt._perturbation_interval, pbt._quantile_fraction, pbt._resample_probability,
+            pbt._synch) == (2, 0.25, 0.25, False)
+    assert make_scheduler(_exp("pbt", pbt={"synch": True}).search, 9, ["train.momentum"])._synch
     band = make_scheduler(_exp("hyperband", hyperband={"reduction_factor": 2}).search, 9)
     assert isinstance(band, HyperBandScheduler) and band._eta == 2 and band._max_t_attr == 9
     median = make_scheduler(_exp("median", median={"grace_period": 2,
