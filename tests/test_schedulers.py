@@ -117,8 +117,6 @@ def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
 @pytest.mark.slow
 def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(
         workdir: Path, ray_local) -> None:
-    # Epochs of ~0.1 s or more: shorter ones finish before Ray applies HyperBand's pause
-    # (the trial runs one result ahead), so no pause would happen to check.
     exp_file = write_experiment(workdir, """
 name: band
 data: {batch_size: 32}
