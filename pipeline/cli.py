@@ -57,9 +57,15 @@ def _print_outcome(outcome, exp_file: Path) -> None:
     store = outcome.store
     print(f"MLflow: {store.uri}  experiment {store.experiment_id}  run {outcome.parent_run_id}"
           f"  (best_config.yaml on that run; browse with `make ui`)")
+    if (outcome.best_config or {}).get("train", {}).get("hyperparameter_schedule"):
+        print(f"Reproduce (with the schedule PBT found): MLFLOW_TRACKING_URI={store.uri} mlflow "
+              f"artifacts download -r {outcome.parent_run_id} -a best_config.yaml -d . && "
+              "python -m pipeline tune best_config.yaml")
+        return
     sets = " ".join(f"--set {path}={value}" for path, value in outcome.searched.items())
     print(f"Reproduce: python -m pipeline tune {exp_file} --set search.space={{}} "
-          f"--set search.searcher=random --set search.num_samples=1 {sets}".rstrip())
+          f"--set search.searcher=random --set search.scheduler=fifo --set search.num_samples=1 "
+          f"{sets}".rstrip())
 
 
 def _tune(args: argparse.Namespace) -> None:

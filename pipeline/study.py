@@ -19,15 +19,15 @@ import ray
 from ray import tune
 
 from pipeline import context
-from pipeline.config import LR_RANGE, ConfigError, Experiment
+from pipeline.config import LR_RANGE, ConfigError, Experiment, mutable_paths
 from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
-from pipeline.execution import budget, cluster, journal, stopping, storage
+from pipeline.execution import budget, cluster, journal, result_files, stopping, storage
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import share, train_trial, with_placement
 from pipeline.results import history, report, tracking
 from pipeline.results.sweep_logger import SweepLogger
-from pipeline.search.schedulers import make_scheduler
+from pipeline.search.schedulers import checkpoints, make_scheduler
 from pipeline.search.searchers import make_search
 from pipeline.search.space import to_tune, trial_count
 from pipeline.training import data as datasets
@@ -106,11 +106,10 @@ def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     return tune.with_resources(fn, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
 
 
-
 def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
              parent_run_id: str) -> tuple[Experiment, tuple[float, float] | None]:
     """Run the LR range test on a worker with a trial's resources; apply what it suggests."""
-    from pipeline.training import lr_range
+    from pipeline.training import lr_range, schedules
 
     task = ray.remote(num_cpus=exp.resources.cpu, num_gpus=exp.resources.gpu)(
         lr_range.range_test)
@@ -126,10 +125,28 @@ def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
                                                     "lr_range_high": bounds[1]})
         print(f"LR range test: searching train.lr in [{bounds[0]:.3g}, {bounds[1]:.3g}]")
         return exp, bounds
+    if exp.train.schedule in schedules.CYCLED and "train.lr" not in exp.search.space:
+        return cycle_stage(exp, suggestion, curve, store, parent_run_id), None
     if suggestion.lr is not None and "train.lr" not in exp.search.space:
         print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
         return exp.with_values({"train.lr": suggestion.lr}), None
     return exp, None
+
+
+def cycle_stage(exp: Experiment, suggestion: Any, curve: Any, store: tracking.Store,
+                parent_run_id: str) -> Experiment:
+    """A cycled schedule (cyclic, sgdr, onecycle) gets both its ends from the range test."""
+    from pipeline.training import schedules
+
+    bounds = schedules.range_test_bounds(suggestion, curve)
+    if bounds is None:
+        print(f"LR range test: keeping train.lr and train.min_lr ({suggestion.reason})")
+        return exp
+    tracking.log_metrics(store, parent_run_id, {"lr_cycle_min": bounds[0],
+                                                "lr_cycle_max": bounds[1]})
+    store.client.set_tag(parent_run_id, "lr_cycle_rule", schedules.CYCLE_RULE)
+    print(f"LR range test: {exp.train.schedule} between {bounds[0]:.3g} and {bounds[1]:.3g}")
+    return exp.with_values({"train.min_lr": bounds[0], "train.lr": bounds[1]})
 
 
 def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable,
@@ -153,17 +170,15 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, num_samples=num_samples, search_alg=search_alg,
-            scheduler=make_scheduler(s, exp.train.epochs),
+            scheduler=make_scheduler(s, exp.train.epochs, mutable_paths(exp), lr_bounds),
             # a fresh actor per trial costs ~2 s here (BASELINES.md); reuse them
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
             # the journal first: the callbacks after it send what it has saved
-            callbacks=[journal.Journal(), *callbacks, *guards],
+            callbacks=[journal.Journal(), *callbacks, *guards, *result_files.callbacks()],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=s.metric,
-                checkpoint_score_order=s.mode),
+            checkpoint_config=checkpoints(s),
             verbose=0),  # pipeline.execution.progress prints instead
     )
 
@@ -199,12 +214,16 @@ def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path 
     return exp, sweep, None
 
 
-
 def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         register: bool = True) -> report.Outcome:
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
     model in the MLflow registry (the searcher comparison leaves it out)."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
+    if resume and exp.search.scheduler == "hyperband":
+        # Ray keeps no scheduler state across a restart: the restored trials fill new brackets
+        # part-way, and a part-full bracket can wait forever (seen in tests/test_schedulers.py)
+        raise ConfigError("--resume: a hyperband sweep cannot be resumed (Ray does not keep "
+                          "its brackets); start it again, or use scheduler: asha")
     data = load_checked(exp) if exp.trainable is None else None
     ctx = context.resolve(exp)
     cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)

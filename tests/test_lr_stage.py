@@ -68,3 +68,26 @@ def test_a_fixed_lr_is_set_to_the_suggestion(workdir, ray_local) -> None:
                               f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
     assert len(kids) == 3
     assert [float(k.data.params["train.lr"]) for k in kids] == pytest.approx([suggested] * 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["cyclic", "sgdr", "onecycle"])
+def test_a_cycled_schedule_gets_both_ends_from_the_range_test(workdir, ray_local,
+                                                              schedule) -> None:
+    from pipeline.results import tracking
+    from pipeline.training import data as datasets
+    from pipeline.training import schedules
+
+    exp_file = write_experiment(workdir, SWEEP.replace(
+        "train.lr: lr_range", "model.hidden: {choice: [16, 32]}").replace(
+        "train: {epochs: 1}", f"train: {{epochs: 1, schedule: {schedule}}}"))
+    exp = load(exp_file)
+    store = tracking.connect(local_store(), "lrs", "ray_results")
+    parent = store.client.create_run(store.experiment_id).info.run_id
+    applied, bounds = study.lr_stage(exp, datasets.load(exp.data, exp.seed), store, parent)
+    metrics = store.client.get_run(parent).data.metrics
+    assert bounds is None
+    assert applied.train.lr == metrics["lr_cycle_max"] == min(
+        metrics["lr_steepest"], 3 * metrics["lr_suggested"])
+    assert applied.train.min_lr == pytest.approx(applied.train.lr / 4)
+    assert store.client.get_run(parent).data.tags["lr_cycle_rule"] == schedules.CYCLE_RULE

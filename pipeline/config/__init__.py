@@ -1,6 +1,6 @@
 """The experiment: its typed schema, how a file becomes one, and which of its values are secret.
 
-Owns: every section and field (`schema`, `search_options`), search domains, dotted paths,
+Owns: every section and field (`schema`, `trial_options`, `search_options`), search domains, dotted paths,
 `load()`. Imports pydantic and yaml only, so every other room may import it (`load()` asks
 torchvision whether a model.arch that is not a built-in names a model).
 """
@@ -11,20 +11,37 @@ from pipeline.config.paths import get_path, set_path
 from pipeline.config.schema import (
     BUILTIN_METRICS,
     Cluster,
-    Data,
     Experiment,
-    LRRangeTest,
-    Model,
     Resources,
     Storage,
     Tracking,
-    Train,
+    mutable_paths,
     validate,
 )
-from pipeline.config.search_options import Asha, Bayes, Budget, Search
+from pipeline.config.search_options import (
+    Asha,
+    Bayes,
+    Budget,
+    HyperBand,
+    Median,
+    Pbt,
+    Search,
+)
+from pipeline.config.trial_options import (
+    MUTABLE_PATHS,
+    Change,
+    Cyclic,
+    Data,
+    LRRangeTest,
+    Model,
+    Sgdr,
+    Train,
+)
 
 __all__ = [
-    "BUILTIN_METRICS", "LR_RANGE", "Asha", "Bayes", "Budget", "Cluster", "ConfigError", "Data",
-    "Experiment", "LRRangeTest", "Model", "Resources", "Search", "Storage", "Tracking", "Train",
-    "check_trainable", "get_path", "load", "parse_override", "set_path", "validate",
+    "BUILTIN_METRICS", "LR_RANGE", "MUTABLE_PATHS", "Asha", "Bayes", "Budget", "Change",
+    "Cluster", "ConfigError", "Cyclic", "Data", "Experiment", "HyperBand", "LRRangeTest",
+    "Median", "Model", "Pbt", "Resources", "Search", "Sgdr", "Storage", "Tracking", "Train",
+    "check_trainable", "get_path", "load", "mutable_paths", "parse_override", "set_path",
+    "validate",
 ]

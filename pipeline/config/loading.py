@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from pydantic import BaseModel
 from pipeline.config.base import ConfigError
 from pipeline.config.domains import domain_values
 from pipeline.config.paths import set_path
-from pipeline.config.schema import Experiment, validate
+from pipeline.config.schema import MUTABLE_PATHS, Experiment, mutable_paths, validate
+from pipeline.config.search_options import trial_count
 
 
 def _field_exists(path: str) -> bool:
@@ -57,6 +59,61 @@ def _check_space(exp: Experiment) -> None:
         raise ConfigError("search.space: searcher grid takes only {grid: [...]} domains")
     if searcher == "bayes" and all(is_grid):
         raise ConfigError("search.space: a bayes search needs at least one non-grid domain")
+
+
+def _check_schedule(exp: Experiment) -> None:
+    """Every value of train.hyperparameter_schedule is valid where it lands."""
+    for i, change in enumerate(exp.train.hyperparameter_schedule):
+        try:
+            exp.with_values(change.values)
+        except ConfigError as error:
+            raise ConfigError(f"train.hyperparameter_schedule[{i}]: {error}") from None
+
+
+def hyperband_fills(trials: int, max_t: int, eta: float) -> list[int]:
+    """Trial counts up to `trials` + one band that fill every pausing bracket of Ray's
+    HyperBand (same sizes as HyperBandScheduler). A bracket left part-full waits forever for
+    the trials it lacks; only the first of a band (milestone max_t) never pauses."""
+    s_max_1 = round(math.log(max_t) / math.log(eta)) + 1
+    sizes = [math.ceil(s_max_1 / (s + 1) * eta ** s) for s in range(s_max_1)
+             if int(max_t * eta ** -s) > 0]
+    fills, total = [], 0
+    while total <= trials + sum(sizes):
+        for s, size in enumerate(sizes):
+            fills += range(total + 1, total + size + 1) if s == 0 else [total + size]
+            total += size
+    return sorted(set(fills))
+
+
+def _check_scheduler(exp: Experiment) -> None:
+    """What each scheduler needs of the rest of the experiment."""
+    s, epochs = exp.search, exp.train.epochs
+    grace = {"asha": s.asha.grace_period, "median": s.median.grace_period}.get(s.scheduler)
+    if grace is not None and grace > epochs:
+        raise ConfigError(f"search.{s.scheduler}.grace_period: longer than train.epochs")
+    if s.scheduler == "hyperband" and s.searcher == "bayes":
+        raise ConfigError("search.searcher: hyperband cannot take a bayes searcher (it asks "
+                          "for trials one by one, so brackets never fill); use searcher: "
+                          "random or grid, or scheduler: asha with bayes")
+    if s.scheduler == "hyperband":
+        fills = hyperband_fills(trial_count(s), epochs, s.hyperband.reduction_factor)
+        if trial_count(s) not in fills:
+            near = [n for n in fills if n > trial_count(s) - 8][:6]
+            raise ConfigError(
+                f"search.num_samples: hyperband ({epochs} epochs, reduction_factor "
+                f"{s.hyperband.reduction_factor:g}) needs trial counts that fill its brackets, "
+                f"e.g. {', '.join(map(str, near))}; {trial_count(s)} leaves one waiting forever")
+    if s.scheduler != "pbt":
+        return
+    if s.searcher == "bayes":
+        raise ConfigError("search.searcher: pbt cannot take a bayes searcher (Ray's PBT "
+                          "refuses custom searchers); use searcher: random or grid")
+    if s.pbt.perturbation_interval >= epochs:
+        raise ConfigError("search.pbt.perturbation_interval: must be below train.epochs, "
+                          "or no trial ever exploits")
+    if not mutable_paths(exp):
+        raise ConfigError(f"search.space: pbt needs a value it may change mid-run (one of "
+                          f"{', '.join(MUTABLE_PATHS)}, or params.* for your trainable)")
 
 
 def check_callable(field: str, spec: str | None) -> None:
@@ -130,6 +187,8 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         set_path(raw, key, value)
     exp = validate(raw)
     _check_space(exp)
+    _check_schedule(exp)
+    _check_scheduler(exp)
     check_trainable(exp.trainable)
     _check_arch(exp)
     check_callable("data.factory", exp.data.factory)

@@ -13,6 +13,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pipeline.config.base import ConfigError, Strict
 from pipeline.config.paths import set_path
 from pipeline.config.search_options import Search
+from pipeline.config.trial_options import (
+    FACTORY,
+    MUTABLE_PATHS,
+    Data,
+    LRRangeTest,
+    Model,
+    Train,
+)
 
 # Metrics the built-in trainable reports, with the direction that makes each one better.
 BUILTIN_METRICS: dict[str, Literal["min", "max"]] = {
@@ -20,148 +28,6 @@ BUILTIN_METRICS: dict[str, Literal["min", "max"]] = {
     "val_acc": "max",
     "train_loss": "min",
 }
-
-
-FACTORY = r"^[\w.]+:\w+$"
-
-
-class Data(Strict):
-    dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "fake", "imagefolder"] = \
-        "digits"
-    """`digits` ships with scikit-learn (no download); the torchvision sets and `imagefolder`
-    read `root`."""
-    root: Path | None = None
-    """Folder holding torchvision's files for mnist/fashion_mnist/cifar10; for `imagefolder`
-    one sub-folder per class (or `train/`, and optionally `val/` and `test/`, each so)."""
-    download: bool = False
-    """Let torchvision fetch missing files into `root` (off: a missing file is an error)."""
-    batch_size: int = Field(64, ge=1)
-    """Mini-batch size for training and evaluation."""
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    """Share of the training set held out for validation (seeded split; stratified by class
-    for `imagefolder`, used only when it has no `val/` folder)."""
-    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    """`imagefolder` without a `test/` folder: share held out as the test split (seeded,
-    stratified); 0: no test split. Trials never see it; the best model is scored on it once."""
-    image_size: int | None = Field(None, ge=8)
-    """`imagefolder`: every image resized (shorter side) and centre-cropped to this square size;
-    null: 64."""
-    fake_size: int = Field(512, ge=10)
-    """Number of images for `fake` (torchvision FakeData, 3x32x32, 10 classes)."""
-    limit: int | None = Field(None, ge=10)
-    """Use only the first `limit` training examples (smoke tests, quick looks)."""
-    augment: list[Literal["crop", "resized_crop", "flip"]] = Field(default_factory=list)
-    """Training-batch augmentation on the trial's device, seeded per epoch: `crop` (random
-    crop after `crop_padding` zero padding), `resized_crop` (random area 35-100%, aspect 3/4-4/3,
-    resized back), `flip` (horizontal, p=0.5); [] is none."""
-    crop_padding: int = Field(4, ge=0)
-    """Padding (pixels per side) of the `crop` augmentation."""
-    normalize: bool = False
-    """Standardise inputs per channel by `mean`/`std` (computed on the training split unless
-    given). The registered model takes unnormalised [0, 1] inputs and standardises itself."""
-    mean: list[float] | None = None
-    """Per-channel means for `normalize` (null: computed on the training split)."""
-    std: list[float] | None = None
-    """Per-channel standard deviations for `normalize` (null: computed on the training split)."""
-    cache: Literal["auto", "memory", "stream"] = "auto"
-    """`imagefolder`: `memory` decodes every image once into a uint8 tensor shared with all
-    trials; `stream` decodes batches from disk in DataLoader workers; `auto`: memory when the
-    decoded set fits `memory_budget_mb`."""
-    memory_budget_mb: float = Field(2048, gt=0)
-    """Largest decoded uint8 image set (all splits) that `cache: auto` keeps in memory."""
-    workers: int = Field(2, ge=0)
-    """DataLoader worker processes when streaming."""
-    factory: str | None = Field(None, pattern=FACTORY)
-    """`package.module:function` called as `function(data_section, seed)`, returning a
-    `pipeline.training.data.Tensors`: your own data set with the built-in trial."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Data:
-        if (self.mean is None) != (self.std is None):
-            raise ValueError("data.mean and data.std: give both or neither")
-        if self.mean is not None and (len(self.mean) != len(self.std)
-                                      or any(s <= 0 for s in self.std)):
-            raise ValueError("data.std: one positive value per channel, as many as data.mean")
-        if self.mean is not None and not self.normalize:
-            raise ValueError("data.mean: set data.normalize: true to use it")
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("data.test_fraction: val_fraction + test_fraction must be below 1")
-        return self
-
-
-class Model(Strict):
-    arch: str = Field("mlp", min_length=1)
-    """`mlp`, a small `cnn`, `resnet18` adapted to small inputs, or any torchvision
-    classification model by name (`torchvision.models.list_models(module=torchvision.models)`)."""
-    hidden: int = Field(128, ge=1)
-    """Width of the hidden layers (mlp) or of the classifier layer (cnn)."""
-    depth: int = Field(1, ge=1, le=8)
-    """Number of hidden layers of the mlp."""
-    channels: int = Field(16, ge=1)
-    """Channels of the cnn's first conv layer (the second has twice as many)."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout before every classifier layer (mlp, cnn, resnet18; torchvision models keep
-    their own)."""
-    weights: str | None = None
-    """Pretrained weights for a torchvision model: a weights name (`ResNet18_Weights.DEFAULT`,
-    `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file. The
-    classifier head is replaced for the data set's classes."""
-    freeze: Literal["none", "backbone"] = "none"
-    """`backbone`: train only the classifier head (with `weights`)."""
-    factory: str | None = Field(None, pattern=FACTORY)
-    """`package.module:function` called as `function(model_section, input_shape, num_classes)`
-    returning an `nn.Module`: your own network with the built-in trial (`arch` is ignored)."""
-
-    @model_validator(mode="after")
-    def _frozen_needs_weights(self) -> Model:
-        if self.freeze == "backbone" and self.weights is None:
-            raise ValueError("model.freeze: backbone needs model.weights (a random backbone "
-                             "would stay random)")
-        return self
-
-
-class Train(Strict):
-    epochs: int = Field(10, ge=1)
-    """Epochs per trial (ASHA may stop a trial sooner)."""
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    """`sgd` (with `momentum`, `nesterov`) or `adamw`."""
-    lr: float = Field(0.01, gt=0.0)
-    """Peak learning rate."""
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    """SGD momentum (AdamW's beta1)."""
-    nesterov: bool = False
-    """Nesterov momentum for SGD."""
-    weight_decay: float = Field(0.0, ge=0.0)
-    """Decoupled for AdamW, L2 for SGD."""
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    """LR schedule over the whole run, stepped per batch."""
-    amp: bool = False
-    """Mixed precision (bf16 autocast) when training on CUDA; ignored on CPU."""
-    compile: bool = False
-    """`torch.compile` the model (worth it for long trials on a GPU; the first epoch pays
-    for compiling)."""
-
-
-class LRRangeTest(Strict):
-    enabled: bool = False
-    """Run Leslie Smith's range test before the sweep and use its suggestion."""
-    start_lr: float = Field(1e-7, gt=0.0)
-    end_lr: float = Field(10.0, gt=0.0)
-    num_iter: int = Field(100, ge=5)
-    """Mini-batches over which the LR rises from start_lr to end_lr."""
-    mode: Literal["exp", "linear"] = "exp"
-    smooth_beta: float = Field(0.98, ge=0.0, lt=1.0)
-    """EMA factor for the loss curve (bias-corrected); 0 disables smoothing."""
-    diverge_threshold: float = Field(4.0, gt=1.0)
-    """Stop once the smoothed loss exceeds this multiple of the best loss seen."""
-    val_loss: bool = False
-    """Also record the validation loss at every step (slower, less noisy)."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LRRangeTest:
-        if self.end_lr <= self.start_lr:
-            raise ValueError("end_lr must be greater than start_lr")
-        return self
 
 
 class Resources(Strict):
@@ -234,8 +100,6 @@ class Experiment(Strict):
                 raise ValueError(
                     f"search.mode: {self.search.metric} is better when {natural}, not "
                     f"{self.search.mode}")
-        if self.search.scheduler == "asha" and self.search.asha.grace_period > self.train.epochs:
-            raise ValueError("search.asha.grace_period: longer than train.epochs")
         return self
 
     def trial_config(self) -> dict[str, Any]:
@@ -252,6 +116,14 @@ class Experiment(Strict):
     def with_trial_config(self, config: dict[str, Any]) -> Experiment:
         """A copy with a trial's nested config (sampled values in place) swapped in."""
         return validate({**self.model_dump(mode="json"), **config})
+
+
+def mutable_paths(exp: Experiment) -> list[str]:
+    """Searched paths PBT may change mid-run: MUTABLE_PATHS for the built-in trainable, any
+    params.* for a custom one. Other searched values are drawn once and, on an exploit,
+    copied from the trial cloned along with its weights."""
+    return [path for path in exp.search.space
+            if (path in MUTABLE_PATHS if exp.trainable is None else path.startswith("params."))]
 
 
 TRIAL_SECTIONS = {"name", "seed", "data", "model", "train", "resources", "params"}

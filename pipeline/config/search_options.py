@@ -78,6 +78,41 @@ class Asha(Strict):
     reduction_factor: float = Field(3.0, gt=1.0)
 
 
+class HyperBand(Strict):
+    """Ray's synchronous HyperBand: brackets of trials run to a milestone, the best 1/eta
+    go on (the rest pause, resumed from their checkpoint if picked again); max_t is
+    train.epochs."""
+    reduction_factor: float = Field(3.0, gt=1.0)
+    """eta: the share of a bracket that goes on is 1/reduction_factor."""
+
+
+class Median(Strict):
+    """Ray's median stopping rule: stop a trial whose best result so far is worse than the
+    median of the other trials' running averages at the same epoch."""
+    grace_period: int = Field(1, ge=1)
+    """Epochs every trial runs before it may be stopped."""
+    min_samples_required: int = Field(3, ge=1)
+    """Other trials needed at that epoch before the median counts."""
+
+
+class Pbt(Strict):
+    """Population Based Training (Jaderberg et al. 2017, Ray's PopulationBasedTraining)."""
+    perturbation_interval: int = Field(2, ge=1)
+    """Epochs between exploits; every trial checkpoints every epoch, so none is skipped."""
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
+    """The worst this share of the population clones one of the best this share."""
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    """Chance a cloned value is drawn afresh from its search.space domain instead of being
+    multiplied by 0.8 or 1.2 (kept inside the domain)."""
+    synch: bool = False
+    """Perturb only when every member has reached the same epoch (Ray's synch mode). Off
+    (Ray's default), each trial is ranked against the others' latest results: when the
+    population takes turns on fewer slots than members, a trial at epoch 1 can be ranked
+    against others at epoch 3 and cloned away for being behind, not for being worse (on the
+    digits bench that lost one seed's best trial: bench/results/schedulers.md). On: less of
+    that, more waiting; the end-to-end tests cover the default only."""
+
+
 class Budget(Strict):
     """What a sweep may spend. Once either limit is reached no new trial starts; running trials
     finish (what they spent is not refunded). Both null: no limit."""
@@ -91,7 +126,9 @@ class Budget(Strict):
 
 class Search(Strict):
     searcher: Literal["grid", "random", "bayes"] = "random"
-    scheduler: Literal["fifo", "asha"] = "fifo"
+    scheduler: Literal["fifo", "asha", "hyperband", "median", "pbt"] = "fifo"
+    """fifo: every trial runs to the end; asha, hyperband, median: stop (or pause) poor
+    trials; pbt: poor trials clone good ones and perturb their values (search.pbt)."""
     metric: str = "val_loss"
     """Reported metric the sweep optimises."""
     mode: Literal["min", "max"] = "min"
@@ -109,6 +146,9 @@ class Search(Strict):
     """Configs (dotted path -> value) to try first; bayes also accepts `_result`."""
     bayes: Bayes = Bayes()
     asha: Asha = Asha()
+    hyperband: HyperBand = HyperBand()
+    median: Median = Median()
+    pbt: Pbt = Pbt()
     budget: Budget = Budget()
 
     @field_validator("space")
@@ -118,3 +158,12 @@ class Search(Strict):
             check_domain(path, domain)
         return space
 
+
+
+def trial_count(search: Search) -> int:
+    """Trials a sweep runs: `num_samples` in each cell of the grid that `grid:` entries span."""
+    cells = 1
+    for spec in search.space.values():
+        if isinstance(spec, dict) and "grid" in spec:
+            cells *= len(spec["grid"])
+    return search.num_samples * cells

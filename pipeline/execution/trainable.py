@@ -4,6 +4,7 @@ reads back of a trial."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import tempfile
 import warnings
@@ -17,7 +18,7 @@ import ray
 import torch
 from ray import tune
 
-from pipeline.config import Experiment
+from pipeline.config import Experiment, mutable_paths
 from pipeline.training.data import Tensors
 from pipeline.training.loop import fit, pick_device
 
@@ -98,6 +99,27 @@ def shared(ref: ray.ObjectRef) -> Tensors:
     return _WORKER_DATA[key]
 
 
+def restored(state: dict[str, Any] | None, trial_id: str) -> dict[str, Any]:
+    """What the first result after a restore says about it: the epoch it continues from, and,
+    when the checkpoint is another trial's (a PBT exploit), which trial was cloned."""
+    if state is None:
+        return {}
+    info: dict[str, Any] = {"restored_from_epoch": state["epoch"]}
+    if state.get("trial_id", trial_id) != trial_id:
+        info.update(cloned_from=state["trial_id"], cloned_at_epoch=state["epoch"])
+    return info
+
+
+def schedule_values(exp: Experiment, history: list) -> dict[str, Any]:
+    """With pbt: the current value of each path it perturbs (hp.<path>, a metric per epoch,
+    so MLflow charts the schedule) and the whole schedule so far (hp_schedule, JSON)."""
+    if exp.search.scheduler != "pbt":
+        return {}
+    current = history[-1][1]
+    return {**{f"hp.{path}": current[path] for path in mutable_paths(exp) if path in current},
+            "hp_schedule": json.dumps(history)}
+
+
 def train_trial(config: dict[str, Any], exp: Experiment,
                 data: Tensors | tuple[ray.ObjectRef]) -> None:
     """Train the trial's resolved experiment; resume from Tune's checkpoint when restored.
@@ -105,12 +127,19 @@ def train_trial(config: dict[str, Any], exp: Experiment,
     data = shared(data[0]) if isinstance(data, tuple) else data
     trial_exp = exp.with_trial_config(config)
     torch.set_num_threads(max(1, int(trial_exp.resources.cpu)))
+    trial_id = tune.get_context().get_trial_id()
     checkpoint = tune.get_checkpoint()
     state = load_state(checkpoint) if checkpoint else None
+    first = restored(state, trial_id)
+    done = state["epoch"] if state else 0
     for epoch in fit(trial_exp, data, state=state):
+        done += 1
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(epoch.state(), Path(folder) / STATE_FILE)
-            tune.report(epoch.metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            torch.save({**epoch.state(), "trial_id": trial_id}, Path(folder) / STATE_FILE)
+            tune.report({**epoch.metrics, **first, "epoch": done,
+                         **schedule_values(exp, epoch.history)},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+        first = {}
 
 
 def last_error_line(trial: Any) -> str:

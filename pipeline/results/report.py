@@ -16,7 +16,7 @@ from pipeline.config import Experiment
 from pipeline.config.secrets import redact
 from pipeline.execution import cost
 from pipeline.execution.trainable import STATE_FILE
-from pipeline.results import edges, history, importance, plots, registry, tracking
+from pipeline.results import edges, history, importance, lineage, plots, registry, tracking
 from pipeline.search.space import trial_count
 from pipeline.training.loop import score_test_split
 
@@ -42,12 +42,16 @@ class Outcome:
     """test_loss and test_acc of the best trial's model on the test split (if there is one)."""
 
 
-def best_experiment(exp: Experiment, trial_config: dict[str, Any]) -> Experiment:
-    """The winning trial as an experiment file that reruns exactly that one trial."""
+def best_experiment(exp: Experiment, trial_config: dict[str, Any],
+                    schedule_json: str | None = None) -> Experiment:
+    """The winning trial as an experiment file that reruns exactly that one trial; with pbt
+    (`schedule_json`: its hp_schedule) following the schedule its weights were trained with."""
     best = exp.with_trial_config(trial_config)
+    schedule = lineage.schedule_experiment(schedule_json) if schedule_json else {}
     return best.with_values({"search.space": {}, "search.searcher": "random",
-                             "search.num_samples": 1, "search.points_to_evaluate": [],
-                             "lr_range_test.enabled": False})
+                             "search.scheduler": "fifo", "search.num_samples": 1,
+                             "search.points_to_evaluate": [], "lr_range_test.enabled": False,
+                             **schedule})
 
 
 
@@ -169,7 +173,7 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
                                                 "trials_total": len(results),
                                                 "sweep_wall_s": fit_s})
     store.client.set_tag(parent_run_id, "best_trial_id", str(best_row["trial_id"]))
-    best_exp = best_experiment(exp, best.config)
+    best_exp = best_experiment(exp, best.config, best.metrics.get("hp_schedule"))
     lr_bounds = _lr_bounds(store, parent_run_id)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
@@ -182,6 +186,10 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
         log_insights(exp, store, parent_run_id, table, searched, lr_bounds, out)
         if s.searcher == "bayes":
             tracking.log_files(store, parent_run_id, surrogate_plot(results, out), "plots")
+        if s.scheduler == "pbt":
+            plot = lineage.population_plot(lineage.population_frame(results, s.metric),
+                                           s.metric, out / "pbt_population.png")
+            tracking.log_files(store, parent_run_id, [plot] if plot else [], "plots")
         checkpoint = best.get_best_checkpoint(s.metric, s.mode) if best.checkpoint else None
         test: dict[str, float] = {}
         if checkpoint is not None:

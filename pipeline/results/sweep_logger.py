@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from pipeline.execution.trainable import last_error_line
+from pipeline.results import lineage
 from pipeline.results.tracking import (
     PARENT_TAG,
     PLACEMENT_KEYS,
@@ -80,7 +81,8 @@ class SweepLogger(tune.Callback):
                         **info: Any) -> None:
         tags = {key: str(result[key]) for key in PLACEMENT_KEYS if key in result}
         record = ("result", trial.trial_id, int(result.get("training_iteration", 0)),
-                  int(time.time() * 1000), result_metrics(result), tags)
+                  int(time.time() * 1000), result_metrics(result), tags,
+                  lineage.exploit_report(result))
         if result.get("should_checkpoint"):
             self._held.setdefault(trial.trial_id, []).append(record)
         else:
@@ -144,11 +146,12 @@ class SweepLogger(tune.Callback):
                 self.run_ids[trial_id] = run.info.run_id
             self.client.update_run(self.run_ids[trial_id], status="RUNNING")
         elif kind == "result":
-            step, now_ms, metrics, tags = rest
+            step, now_ms, metrics, tags, exploit = rest
             self.client.log_batch(
                 self.run_ids[trial_id],
                 metrics=[Metric(key, value, now_ms, step) for key, value in metrics.items()],
-                tags=[RunTag(key, value) for key, value in tags.items()])
+                tags=[RunTag(key, value) for key, value in tags.items()]
+                + lineage.exploit_tags(exploit, self.run_ids))
         else:
             status, error = rest
             if error is not None:

@@ -23,5 +23,9 @@ def make_search(search: Search, space: dict[str, Any],
         # The limiter keeps Tune from asking for more than k points; the searcher itself
         # accounts for the ones pending.
         return ConcurrencyLimiter(searcher, search.max_concurrent), {}
+    # PBT's population and HyperBand's brackets need every trial at once: they take turns
+    # when resources run short (a paused trial counts as live, so a cap would shrink the
+    # population, or leave a bracket part-full: it then pauses nothing, or waits forever).
+    limit = 0 if search.scheduler in ("pbt", "hyperband") else search.max_concurrent
     return BasicVariantGenerator(points_to_evaluate=points_to_configs(search) or None,
-                                 max_concurrent=search.max_concurrent, random_state=seed), space
+                                 max_concurrent=limit, random_state=seed), space

@@ -7,6 +7,9 @@ from typing import Any
 from ray import tune
 
 from pipeline.config import LR_RANGE, Experiment, Search, set_path
+from pipeline.config.search_options import trial_count
+
+__all__ = ["points_to_configs", "to_domain", "to_tune", "trial_count"]
 
 
 def to_domain(spec: Any, lr_bounds: tuple[float, float] | None = None) -> Any:
@@ -33,16 +36,6 @@ def to_tune(exp: Experiment, lr_bounds: tuple[float, float] | None = None) -> di
     for path, spec in exp.search.space.items():
         set_path(space, path, to_domain(spec, lr_bounds))
     return space
-
-
-def trial_count(search: Search) -> int:
-    """Trials a sweep runs: `num_samples` in each cell of the grid that `grid:` entries span."""
-    cells = 1
-    for spec in search.space.values():
-        if isinstance(spec, dict) and "grid" in spec:
-            cells *= len(spec["grid"])
-    return search.num_samples * cells
-
 
 
 def points_to_configs(search: Search) -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.config import Data, Experiment, Train
-from pipeline.training import augment
+from pipeline.config import MUTABLE_PATHS, Data, Experiment, Train, get_path
+from pipeline.training import augment, schedules
 from pipeline.training.data import Tensors
 from pipeline.training.models import build_model
 from pipeline.training.normalize import to_unit
@@ -41,19 +41,6 @@ def make_optimizer(cfg: Train, params: Any, lr: float | None = None) -> torch.op
                                  weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov and cfg.momentum > 0)
-
-
-def make_schedule(cfg: Train, optimizer: torch.optim.Optimizer,
-                  total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-batch schedule over the whole run."""
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
-                                                   total_steps=total_steps)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps)
-                                                        / total_steps)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -182,12 +169,43 @@ def setup(exp: Experiment, data: Tensors, device: torch.device | None = None,
     return Setup(model, make_optimizer(exp.train, params, lr), on_device, device)
 
 
+def at_epoch(exp: Experiment, epoch: int) -> Experiment:
+    """exp with every train.hyperparameter_schedule step up to `epoch` applied."""
+    values: dict[str, Any] = {}
+    for change in exp.train.hyperparameter_schedule:
+        if change.epoch <= epoch:
+            values.update(change.values)
+    return exp.with_values(values) if values else exp
+
+
+def apply_hyperparameters(s: Setup, exp: Experiment) -> None:
+    """Put exp's mutable values (MUTABLE_PATHS) into the optimizer and the dropout layers: after
+    a restore they override what the snapshot held, so a PBT mutation takes effect."""
+    cfg = exp.train
+    for group in s.optimizer.param_groups:
+        group["weight_decay"] = cfg.weight_decay
+        if "betas" in group:
+            group["betas"] = (cfg.momentum, group["betas"][1])
+        else:
+            group["momentum"] = cfg.momentum
+    for module in s.model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = exp.model.dropout
+
+
+def mutable_values(exp: Experiment) -> dict[str, Any]:
+    return {path: get_path(exp.model_dump(mode="json"), path) for path in MUTABLE_PATHS}
+
+
 @dataclass
 class Epoch:
     """One finished epoch: its metrics, and a way to take a resumable snapshot."""
 
     metrics: dict[str, float]
     state: Callable[[], dict[str, Any]]
+    history: list[tuple[int, dict[str, Any]]]
+    """(first epoch, MUTABLE_PATHS values) of every stretch of this run so far, inherited
+    from the snapshot it resumed from: the hyperparameter schedule that made these weights."""
 
 
 def _inputs(x: torch.Tensor, cfg: Data, generator: torch.Generator | None,
@@ -201,45 +219,54 @@ def _inputs(x: torch.Tensor, cfg: Data, generator: torch.Generator | None,
 
 def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
         state: dict[str, Any] | None = None) -> Iterator[Epoch]:
-    """Train for exp.train.epochs, yielding after every epoch; resume from `state` if given.
+    """Train for exp.train.epochs, yielding after every epoch; resume from `state` if given
+    (weights, optimizer state and RNG from it; hyperparameters from exp).
 
     The training loss accumulates on the device and is read back every CHECK_EVERY steps
     and at the end of the epoch: a diverged trial stops within CHECK_EVERY steps without a
     host synchronisation per step."""
     s = setup(exp, data, device)
-    d, cfg, workers = s.data, exp.train, exp.data.workers
+    d, workers = s.data, exp.data.workers
     steps_per_epoch = math.ceil(len(d.x_train) / exp.data.batch_size)
-    schedule = make_schedule(cfg, s.optimizer, steps_per_epoch * cfg.epochs)
-    first_epoch = 0
+    first_epoch, history = 0, []
     if state is not None:
         s.model.load_state_dict(state["model"])
         s.optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
-        first_epoch = state["epoch"]
-    model = torch.compile(s.model) if cfg.compile else s.model
+        first_epoch, history = state["epoch"], list(state.get("history", []))
+    model = torch.compile(s.model) if exp.train.compile else s.model
     channels_last = s.device.type == "cuda" and len(d.input_shape) == 3
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch}
+                "rng": torch.get_rng_state(), "epoch": epoch, "history": list(history)}
 
     s.model.train()
-    for epoch in range(first_epoch, cfg.epochs):
+    for epoch in range(first_epoch, exp.train.epochs):
+        current = at_epoch(exp, epoch)
+        cfg = current.train
+        apply_hyperparameters(s, current)
+        values = mutable_values(current)
+        if not history or history[-1][1] != values:
+            history.append((epoch, values))
         # Shuffle and augmentation depend only on (seed, epoch): a resumed run sees the
         # same batches.
         epoch_seed = exp.seed * 100_003 + epoch
         generator = torch.Generator().manual_seed(epoch_seed)
         augmenting = augment.generator(s.device, epoch_seed) if exp.data.augment else None
-        lr = s.optimizer.param_groups[0]["lr"]
+        step = epoch * steps_per_epoch
+        lr = schedules.lr_at(cfg, step, steps_per_epoch)
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=s.device)
-        for step, (x, y) in enumerate(train_batches(d.x_train, d.y_train, exp.data.batch_size,
-                                                    generator, s.device, workers), 1):
+        for batch, (x, y) in enumerate(train_batches(d.x_train, d.y_train,
+                                                     exp.data.batch_size, generator, s.device,
+                                                     workers), 1):
+            for group in s.optimizer.param_groups:
+                group["lr"] = schedules.lr_at(cfg, step, steps_per_epoch)
             x = _inputs(x, exp.data, augmenting, channels_last)
             loss_sum += device_step(model, s.optimizer, x, y, cfg.amp) * len(y)
-            schedule.step()
-            if step % CHECK_EVERY == 0:
+            step += 1
+            if batch % CHECK_EVERY == 0:
                 check_finite(loss_sum)
         check_finite(loss_sum)
         train_s = time.perf_counter() - started
@@ -252,7 +279,7 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
         }
         if s.device.type == "cuda":  # what a fractional-GPU trial really takes of the GPU
             metrics["gpu_mem_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
-        yield Epoch(metrics, lambda e=epoch + 1: snapshot(e))
+        yield Epoch(metrics, lambda e=epoch + 1: snapshot(e), list(history))
 
 
 def score_test_split(exp: Experiment, data: Tensors, model_state: dict[str, Any],

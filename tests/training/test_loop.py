@@ -1,6 +1,8 @@
 """Training: it learns, it repeats exactly, it resumes exactly, it stops on NaN."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from pipeline.config import Experiment
@@ -34,7 +36,7 @@ def test_seeded_runs_repeat_exactly() -> None:
     assert [m["val_loss"] for m in a] != [m["val_loss"] for m in other]
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "cyclic", "sgdr"])
 def test_resume_from_a_snapshot_continues_identically(schedule: str) -> None:
     exp = _exp(schedule=schedule, optimizer="adamw", lr=0.01)
     full = _run(exp)
@@ -80,3 +82,31 @@ def test_divergence_is_caught_within_the_check_interval(monkeypatch) -> None:
         _run(exp)
     assert len(steps) <= 3 + 3  # the first NaN comes within a few steps; caught by the next check
     assert len(steps) < len(DATA.x_train) // 8
+
+
+def test_a_hyperparameter_schedule_changes_values_at_its_epochs() -> None:
+    exp = _exp(hyperparameter_schedule=[{"epoch": 1, "values": {"train.lr": 0.02}},
+                                        {"epoch": 2, "values": {"train.lr": 0.01,
+                                                                "model.dropout": 0.3}}])
+    epochs = list(fit(exp, DATA))
+    assert [e.metrics["lr"] for e in epochs] == pytest.approx([0.05, 0.02, 0.01])
+    assert [(first, values["train.lr"], values["model.dropout"])
+            for first, values in epochs[-1].history] == [(0, 0.05, 0.0), (1, 0.02, 0.0),
+                                                         (2, 0.01, 0.3)]
+
+
+def test_a_restored_snapshot_trains_on_with_the_new_config_values() -> None:
+    """What PBT does: weights and optimizer state from a snapshot, new hyperparameters."""
+    first = next(iter(fit(_exp(), DATA)))
+    # a copy per use, as from a checkpoint file: load_state_dict shares momentum buffers
+    snapshot = lambda: copy.deepcopy(first.state())
+    resumed = list(fit(_exp(lr=0.02), DATA, state=snapshot()))
+    assert [e.metrics["lr"] for e in resumed] == [0.02, 0.02]
+    assert [first for first, _ in resumed[-1].history] == [0, 1]
+    # momentum lives in the optimizer's saved state too: the config's value must win
+    resumed = list(fit(_exp(momentum=0.5), DATA, state=snapshot()))
+    assert resumed[-1].history[1][1]["train.momentum"] == 0.5
+    same = list(fit(_exp(), DATA, state=snapshot()))
+    assert [e.metrics["val_loss"] for e in same] == [
+        e.metrics["val_loss"] for e in fit(_exp(), DATA, state=snapshot())]
+    assert same[0].metrics["val_loss"] != resumed[0].metrics["val_loss"]

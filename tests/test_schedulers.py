@@ -1,0 +1,206 @@
+"""Schedulers end to end through real Ray and MLflow: PBT's exploits copy weights and are
+visible, its best config replays the schedule, HyperBand resumes paused trials from their
+checkpoints, the median rule stops, and a killed PBT sweep resumes with its lineage."""
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline import cli, study
+from pipeline.config import load, validate
+from pipeline.results.report import best_experiment
+from pipeline.training.data import load as load_data
+from pipeline.training.loop import fit
+
+from .conftest import local_store, write_experiment
+from .test_reliability import Cli, child_runs, parent_run, wait_for
+
+PBT = """
+name: {name}
+data: {{limit: 300, batch_size: 32}}
+model: {{hidden: 16}}
+train: {{epochs: {epochs}}}
+search:
+  searcher: random
+  scheduler: pbt
+  num_samples: 4
+  pbt: {{perturbation_interval: 1, quantile_fraction: 0.5}}
+  space:
+    train.lr: {{loguniform: [1.0e-3, 0.3]}}
+    model.dropout: {{uniform: [0.0, 0.2]}}
+"""
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+    """Metric by step; the last value where a step repeats (a clone redoing an epoch)."""
+    return {m.step: m.value for m in sorted(client.get_metric_history(run_id, key),
+                                            key=lambda m: m.timestamp)}
+
+
+def exploits(run) -> list[dict]:
+    return [json.loads(v) for k, v in run.data.tags.items() if k.startswith("pbt.exploit.")]
+
+
+@pytest.mark.slow
+def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
+        workdir: Path, ray_local, capsys) -> None:
+    exp_file = write_experiment(workdir, PBT.format(name="pbt", epochs=4))
+    outcome = study.run(load(exp_file), exp_file)
+    client = MlflowClient(local_store())
+    kids = {k.data.tags["trial_id"]: k for k in child_runs(name="pbt")}
+    cloned = [(kid, record) for kid in kids.values() for record in exploits(kid)]
+    assert cloned, "no exploit happened"
+    for kid, record in cloned:
+        donor = kids[record["cloned_trial"]]
+        assert record["cloned_run"] == donor.info.run_id
+        t = record["at_epoch"]
+        assert history(client, kid.info.run_id, "cloned_at_epoch")[t + 1] == t
+        # the weights came from the donor's checkpoint: the clone's schedule so far is the
+        # donor's (its first stretch at the donor's starting lr, not the clone's own)
+        clone_lrs = history(client, kid.info.run_id, "hp.train.lr")
+        assert clone_lrs[t + 1] == pytest.approx(record["values"]["train.lr"])
+        assert float(donor.data.params["train.lr"]) != float(kid.data.params["train.lr"])
+        # ... and its first loss after the exploit continues from the donor's, not from
+        # where one epoch from scratch with the clone's values gets
+        after = history(client, kid.info.run_id, "val_loss")[t + 1]
+        donor_at = history(client, donor.info.run_id, "val_loss")[t]
+        scratch = load(exp_file).with_values({**record["values"], "train.epochs": 1})
+        from_scratch = next(iter(fit(scratch, load_data(scratch.data, 0)))).metrics["val_loss"]
+        assert abs(after - donor_at) < abs(after - from_scratch)
+    # a clone's schedule (its lineage, tagged), rerun alone, gives the clone's weights
+    kid, record = max(cloned, key=lambda c: c[1]["at_epoch"])
+    replay = best_experiment(load(exp_file), load(exp_file).trial_config(),
+                             kid.data.tags["pbt.schedule"])
+    torch.set_num_threads(1)  # as in the trials (resources.cpu: 1)
+    rerun = [e.metrics for e in fit(replay, load_data(replay.data, 0))]
+    t = record["at_epoch"] + 1
+    assert rerun[t - 1]["val_loss"] == pytest.approx(
+        history(client, kid.info.run_id, "val_loss")[t], rel=1e-4)
+    parent = outcome.parent_run_id
+    assert "plots/pbt_population.png" in {
+        a.path for a in client.list_artifacts(parent, "plots")}
+
+    # best_config.yaml holds the best trial's schedule; rerun, it trains with exactly it
+    best = yaml.safe_load(Path(client.download_artifacts(
+        parent, "best_config.yaml", str(workdir))).read_text())
+    assert best["search"]["scheduler"] == "fifo" and best["search"]["space"] == {}
+    best_run = kids[client.get_run(parent).data.tags["best_trial_id"]]
+    steps = best["train"]["hyperparameter_schedule"]
+    assert bool(steps) == bool(exploits(best_run))
+    lrs = [best["train"]["lr"]] * 4
+    for step in steps:
+        lrs[step["epoch"]:] = [step["values"].get("train.lr", lrs[step["epoch"]])] * (
+            4 - step["epoch"])
+    rerun = [e.metrics for e in fit(validate(best), load_data(validate(best).data, 0))]
+    assert [m["lr"] for m in rerun] == pytest.approx(lrs)
+    assert rerun[-1]["lr"] == pytest.approx(history(client, best_run.info.run_id, "lr")[4])
+    final = history(client, best_run.info.run_id, "val_loss")[4]
+    assert rerun[-1]["val_loss"] == pytest.approx(final, rel=1e-4)
+
+    # the CLI's reproduce line is one that runs: best_config.yaml with a schedule, else --sets
+    cli._print_outcome(outcome, exp_file)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    if steps:
+        assert line.endswith("python -m pipeline tune best_config.yaml")
+    else:
+        sets = shlex.split(line)[line.split().index(str(exp_file)) + 1:]
+        assert load(exp_file, sets[1::2]).search.scheduler == "fifo"
+
+
+BAND = """
+name: {name}
+data: {{batch_size: 32}}
+model: {{arch: cnn, channels: 8, hidden: 32}}
+train: {{epochs: 4}}
+search:
+  searcher: random
+  scheduler: hyperband
+  num_samples: 6
+  max_concurrent: 2
+  hyperband: {{reduction_factor: 2}}
+  space:
+    train.lr: {{loguniform: [1.0e-3, 0.3]}}
+"""
+
+
+@pytest.mark.slow
+def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(
+        workdir: Path, ray_local) -> None:
+    exp_file = write_experiment(workdir, BAND.format(name="band"))
+    study.run(load(exp_file), exp_file)
+    client = MlflowClient(local_store())
+    resumed, stopped = 0, 0
+    for kid in child_runs(name="band"):
+        val = client.get_metric_history(kid.info.run_id, "val_loss")
+        assert len({m.step for m in val}) == len(val)  # no epoch trained twice
+        for m in client.get_metric_history(kid.info.run_id, "restored_from_epoch"):
+            assert m.value == m.step - 1  # continued where it paused, not from epoch 0
+            resumed += 1
+        stopped += kid.data.metrics["epoch"] < 4
+    assert resumed > 0, "hyperband paused no trial"
+    assert stopped > 0, "hyperband stopped no trial"
+
+
+@pytest.mark.slow
+def test_the_median_rule_stops_trials_worse_than_the_median(workdir: Path, ray_local) -> None:
+    exp_file = write_experiment(workdir, """
+name: median
+data: {limit: 300, batch_size: 32}
+model: {hidden: 16}
+train: {epochs: 4}
+search:
+  searcher: grid
+  scheduler: median
+  max_concurrent: 2
+  median: {grace_period: 1, min_samples_required: 2}
+  space:
+    train.lr: {grid: [0.3, 0.2, 1.0e-6, 2.0e-6]}
+""")
+    study.run(load(exp_file), exp_file)
+    epochs = {k.data.params["train.lr"]: k.data.metrics["epoch"] for k in child_runs(name="median")}
+    assert epochs["0.3"] == epochs["0.2"] == 4
+    assert epochs["1e-06"] < 4 and epochs["2e-06"] < 4
+
+
+@pytest.mark.slow
+def test_a_killed_pbt_sweep_resumes_its_population_and_lineage(workdir: Path) -> None:
+    exp_file = write_experiment(workdir, PBT.format(name="rel", epochs=8))
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(exploits(r) for r in child_runs()), timeout_s=240,
+             every_s=0.2, while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    before = {r.data.tags["trial_id"]: (r.info.run_id, exploits(r)) for r in child_runs()}
+    assert max(r.data.metrics.get("epoch", 0) for r in child_runs()) < 8, "finished too soon"
+
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    runs = {r.data.tags["trial_id"]: r for r in child_runs()}
+    assert set(runs) == set(before)  # the same population, the same child runs
+    for trial_id, (run_id, tagged) in before.items():
+        run = runs[trial_id]
+        assert run.info.run_id == run_id and run.info.status == "FINISHED"
+        assert run.data.metrics["epoch"] == 8
+        assert all(record in exploits(run) for record in tagged)  # lineage kept
+    assert parent_run().info.status == "FINISHED"
+    client = MlflowClient(local_store())
+    assert "plots/pbt_population.png" in {
+        a.path for a in client.list_artifacts(parent_run().info.run_id, "plots")}
+
+
+def test_resuming_a_hyperband_sweep_is_refused_before_ray(workdir: Path, capsys) -> None:
+    """Ray keeps no HyperBand state across a restart: restored trials fill new brackets
+    part-way and a resumed sweep hung in a kill-and-resume test, so it is refused instead."""
+    exp_file = write_experiment(workdir, BAND.format(name="band"))
+    assert cli.main(["tune", str(exp_file), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --resume: a hyperband sweep cannot be resumed (Ray does not keep "
+                   "its brackets); start it again, or use scheduler: asha")
+    assert sorted(p.name for p in workdir.iterdir()) == ["exp.yaml"]
