@@ -242,8 +242,6 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [logger, progress], lr_bounds,
                    sweep.restorable)
     started = time.perf_counter()
-    # Tune must refresh its staged state every step for the journal to copy it (journal.py)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
     history.quiet_missing_files()
     try:
         results, signum = stopping.fit_until_signal(tuner)

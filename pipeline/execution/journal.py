@@ -2,14 +2,15 @@
 MLflow hears of it.
 
 Ray Tune writes its experiment state (trials, searcher, callbacks) to a local staging folder
-and copies it to the sweep's storage in the background, file by file and in place. A kill at
-an unlucky moment leaves storage a few seconds behind what MLflow already shows (a finished
-trial that Tune then runs again, a running one it forgot) or with a half-copied file. So:
-- `TUNE_GLOBAL_CHECKPOINT_S=0` makes Tune refresh the staging copy at the end of every step of
-  its control loop (`study` sets it);
-- at the end of a step in which a trial started, reported, checkpointed or ended, `Journal`
-  copies those files into `journal/<n>/` beside Tune's own and only then points
-  `journal/CURRENT` at them, so the journal always holds one complete snapshot;
+every ten seconds or more and copies it to the sweep's storage in the background, file by file
+and in place. A kill at an unlucky moment leaves storage behind what MLflow already shows (a
+finished trial that Tune then runs again, a running one it forgot) or with a half-copied file.
+So, at the end of a step of Tune's loop in which a trial started, reported, checkpointed or
+ended:
+- `Journal` has Tune write its state to the staging folder (`TuneController.save_to_dir`: Ray
+  hands callbacks no controller, so it is found as the caller of the callback), copies those
+  files into `journal/<n>/` beside Tune's own and only then points `journal/CURRENT` at them,
+  so the journal always holds one complete snapshot;
 - callbacks after it in the list (the MLflow logger) send what they queued only then, so
   everything MLflow shows is in the journal, and what MLflow may lack (the logger's queue is
   part of the snapshot) is replayed on resume;
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import sys
 import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -62,6 +65,18 @@ def current_snapshot(fs: pyarrow.fs.FileSystem, experiment_path: str) -> str | N
     return f"{experiment_path}/{JOURNAL_DIR}/{_read(fs, pointer).decode().strip()}"
 
 
+def _controller() -> Any:
+    """The Ray Tune controller whose loop called this callback."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), TuneController):
+            return frame.f_locals["self"]
+        frame = frame.f_back
+    raise RuntimeError("Journal: called from outside Ray Tune's controller")
+
+
 class Journal(tune.Callback):
     """Saves Tune's staged state to the sweep's journal at the end of every step that changed
     a trial; `saves` and `save_s` say what that cost."""
@@ -93,22 +108,24 @@ class Journal(tune.Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self._dirty and trials:
-            self.save(trials[0].storage)
+            self.save(trials[0].storage, _controller().save_to_dir)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """A last save, and what saving cost this session (`stats.json`, read by `make bench`)."""
         if not trials:
             return
-        self.save(trials[0].storage)
+        self.save(trials[0].storage, _controller().save_to_dir)
         stats = {"saves": self.saves, "save_s": self.save_s, "trials": len(trials)}
         storage = trials[0].storage
         _write(storage.storage_filesystem,
                f"{storage.experiment_fs_path}/{JOURNAL_DIR}/{STATS}",
                json.dumps(stats).encode())
 
-    def save(self, storage: Any) -> None:
-        """Copy the staged state files into a new snapshot folder, then point at it."""
+    def save(self, storage: Any, write_staged: Callable[[], None] = lambda: None) -> None:
+        """Have Tune stage its state (`write_staged`), copy the staged files into a new
+        snapshot folder, then point at it."""
         started = time.perf_counter()
+        write_staged()
         fs, root = storage.storage_filesystem, storage.experiment_fs_path
         staged = [info for info in _files(pyarrow.fs.LocalFileSystem(),
                                           storage.experiment_driver_staging_path)
