@@ -111,10 +111,12 @@ class Journal(tune.Callback):
             self.save(trials[0].storage, _controller().save_to_dir)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """A last save, and what saving cost this session (`stats.json`, read by `make bench`)."""
+        """A last save, and what saving cost this session (`stats.json`, read by `make bench`).
+        Tune staged its final state itself, before it stopped the trials still running: staged
+        again now, those would look finished and a resume would not continue them."""
         if not trials:
             return
-        self.save(trials[0].storage, _controller().save_to_dir)
+        self.save(trials[0].storage)
         stats = {"saves": self.saves, "save_s": self.save_s, "trials": len(trials)}
         storage = trials[0].storage
         _write(storage.storage_filesystem,
