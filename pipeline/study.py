@@ -86,6 +86,7 @@ def load_checked(exp: Experiment) -> datasets.Tensors:
 
 def init_ray(ctx: SweepContext) -> None:
     """Join RAY_ADDRESS / cluster.address when given, else start a local Ray."""
+    history.quiet_missing_files()  # before Tuner.restore, which reads the trials' files too
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Keeping only the best checkpoint forces a state snapshot per epoch; that is cheap here
     # and the warning about it would repeat every few seconds.
@@ -242,7 +243,6 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [logger, progress], lr_bounds,
                    sweep.restorable)
     started = time.perf_counter()
-    history.quiet_missing_files()
     try:
         results, signum = stopping.fit_until_signal(tuner)
     except KeyboardInterrupt:  # a signal before Tune's own handler was in place

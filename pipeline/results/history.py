@@ -39,7 +39,7 @@ def _from_mlflow(store: tracking.Store, run_id: str, last: dict[str, Any],
 
 def quiet_missing_files() -> None:
     """Keep Ray from warning about trial files this module reads back from MLflow (it warns
-    when `Tuner.fit` builds its ResultGrid, so before `fit`)."""
+    when `Tuner.restore` and `Tuner.fit` read them, so call this before either)."""
     logging.getLogger(RAY_ANALYSIS_LOGGER).setLevel(logging.ERROR)
 
 
