@@ -164,8 +164,10 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
                       fit_s, spent)
     if table.empty:
         return outcome
-    best = results.get_best_result(s.metric, s.mode, scope="all")
     best_row = table.iloc[0]
+    # the table's best trial (its results may come from MLflow), not Ray's own pick: the tag,
+    # best_config.yaml and the registered model must all describe the same trial
+    best = next(r for r in results if r.metrics.get("trial_id") == best_row["trial_id"])
     best_value = float(best_row[s.metric])
     searched = {path: best_row[path] for path in s.space if path in best_row}
     tracking.log_metrics(store, parent_run_id, {f"best_{s.metric}": best_value,
