@@ -81,7 +81,13 @@ test: install browser-deps ## run the whole test suite (slow end-to-end sweeps i
 test-fast: install ## the tests without the slow end-to-end sweeps
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-bench: install ## run the benchmarks; results in bench/results/*.md
+$(VENV)/.bench-installed: $(VENV)/.installed
+	@echo "Installing the benchmark extra (Optuna, a baseline) into $(VENV)..."
+	@$(PY) -m pip install -q -e ".[dev,bench]" > $(VENV)/install-bench.log 2>&1 \
+	  || { grep -v 'is ignored: it is neither' $(VENV)/install-bench.log | tail -30; exit 1; }
+	@touch $@
+
+bench: $(VENV)/.bench-installed ## run the benchmarks (ARGS=bayes: one of them); results in bench/results/*.md
 	$(PY) -m bench $(ARGS)
 
 ui: install ## MLflow UI on http://127.0.0.1:$(PORT) over the same store; CLUSTER=aws|local: the head's, tunnelled

@@ -39,7 +39,7 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Dimension
 
 from pipeline.config import Bayes
-from pipeline.search.surrogate import frozen_gp, gp_estimator
+from pipeline.search.surrogate import frozen_gp, gp_estimator, warm_gp
 
 
 def initial_points(dims: list[Dimension], options: Bayes) -> int:
@@ -83,6 +83,10 @@ class LocalSearch:
     log: bool = True
     """Maximise log EI (False: EI itself)."""
 
+
+RESTART_EVERY = 10
+"""Every this many refits the GP's hyperparameters are fitted afresh with the configured
+random restarts; in between, one warm-started local fit (`surrogate.warm_gp`)."""
 
 MIN_GAP = 0.02
 """Least Euclidean distance, in the normalised space, between a suggestion and a running
@@ -128,7 +132,12 @@ class LogEIOptimizer(Optimizer):
         result = super()._tell(x, y, fit=False)
         if not fit or self._n_initial_points > 0 or self.base_estimator_ is None:
             return result
-        est = clone(self.base_estimator_)
+        last = self.models[-1] if self.models else None
+        fits = getattr(self, "fits_", 0)
+        est = warm_gp(self.base_estimator_, last, restart=fits % RESTART_EVERY == 0) \
+            if isinstance(self.base_estimator_, GaussianProcessRegressor) \
+            else clone(self.base_estimator_)
+        self.fits_ = fits + 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est.fit(self.space.transform(self.Xi), self.yi)

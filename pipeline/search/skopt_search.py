@@ -12,6 +12,11 @@ space mapping (`pipeline.search.skopt_space`) live apart. Decisions made here, a
   value seen in its cell: a diverged learning rate marks its region bad without stretching
   the GP's output scale. Before a cell has any finite value such points wait as "unscored"
   and are treated like pending ones, so the initial design never repeats them.
+- **Library warnings stay inside.** scikit-optimize and scikit-learn warn from Tune's control
+  loop (a repeated point, negative predicted variances, GP convergence): hundreds of lines in
+  a long sweep. Every searcher call records them (`_quiet`); the one that means something to
+  a user, skopt replacing a repeated suggestion by a random point (the search has converged,
+  or a discrete space is used up), becomes one line of ours, once per sweep.
 """
 from __future__ import annotations
 
@@ -20,7 +25,10 @@ import itertools
 import math
 import numbers
 import pickle
+import warnings
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +45,21 @@ from pipeline.search.acquisition import LogEIOptimizer, believer, make_optimizer
 from pipeline.search.skopt_space import decode, encode, flatten, nest, to_dimension
 
 RESULT_KEY = "_result"  # a points_to_evaluate entry with this key is told, not run
+REPEAT_NOTE = ("bayes: the searcher began to propose points it has already evaluated (it has "
+               "converged, or the space has few distinct points); repeats are replaced by "
+               "random points")
+
+
+@contextmanager
+def _quiet(searcher: SkoptSearch) -> Iterator[None]:
+    """Record the warnings of one searcher call; print our line for a repeated point once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if not searcher._noted_repeat and any("has been evaluated at point" in str(w.message)
+                                          for w in caught):
+        searcher._noted_repeat = True
+        print(REPEAT_NOTE, flush=True)
 
 
 @dataclass
@@ -64,6 +87,7 @@ class SkoptSearch(Searcher):
         self._queue: deque[dict[str, Any]] = deque()  # points to run, first in first out
         self._known: list[dict[str, Any]] = []  # points with a result, told on first suggest
         self._cells: list[Cell] = []
+        self._noted_repeat = False
         if space:
             self._set_space(space)
 
@@ -114,6 +138,10 @@ class SkoptSearch(Searcher):
         return True  # suggest() enforces it, so Tune's ConcurrencyLimiter stands aside
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        with _quiet(self):
+            return self._suggest(trial_id)
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         if not (self._metric and self._mode and self._cells):
             raise RuntimeError("SkoptSearch: set space, metric and mode before suggesting")
         if len(self._pending) >= self._max_concurrent:
@@ -135,13 +163,15 @@ class SkoptSearch(Searcher):
             return
         index, point = self._pending.pop(trial_id)
         value = None if error or not result else result.get(self._metric)
-        self._observe(index, [point], [value])
+        with _quiet(self):
+            self._observe(index, [point], [value])
 
     def add_evaluated_point(self, parameters: dict[str, Any], value: float, error: bool = False,
                             pruned: bool = False, intermediate_values: Any = None) -> None:
         """Tell a result obtained outside this sweep (a pruned one counts with its value)."""
         index, point = self._locate(flatten(parameters))
-        self._observe(index, [point], [None if error else value])
+        with _quiet(self):
+            self._observe(index, [point], [None if error else value])
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:

@@ -166,6 +166,36 @@ def test_surrogate_figure_once_a_gp_is_fitted():
     assert trees.objective_figure() is None
 
 
+def test_library_warnings_stay_inside_and_a_repeat_is_said_once(capsys):
+    """A space of three points is used up at once: skopt warns at every suggestion that it
+    replaced a repeat by a random point. None of it may reach the user but our one line."""
+    import warnings
+    search = SkoptSearch({"k": tune.randint(0, 3)}, FAST.model_copy(update={"n_initial_points": 2}),
+                         "value", "min", seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(12):
+            config = search.suggest(str(i))
+            search.on_trial_complete(str(i), {"value": float((config["k"] - 1) ** 2)})
+    assert [str(w.message) for w in caught] == []
+    assert capsys.readouterr().out.count("already evaluated") == 1
+
+
+def test_gp_refits_are_warm_started_between_periodic_restarts():
+    from pipeline.search.acquisition import RESTART_EVERY
+    search = SkoptSearch({"x": tune.uniform(0, 1)}, FAST.model_copy(update={"gp_restarts": 3}),
+                         "value", "min", seed=0)
+    restarts = []
+    for i in range(RESTART_EVERY + 6):
+        config = search.suggest(str(i))
+        search.on_trial_complete(str(i), {"value": (config["x"] - 0.3) ** 2})
+        models = search._cells[0].optimizer.models
+        if models:
+            restarts.append(models[-1].n_restarts_optimizer)
+    assert restarts[0] == 3 and restarts[RESTART_EVERY] == 3
+    assert set(restarts[1:RESTART_EVERY]) == {0}
+
+
 def test_ray_tune_runs_the_searchers_suggestions(ray_local, tmp_path: Path):
     def trainable(config: dict) -> None:
         tune.report({"val_loss": loss(config)})

@@ -1,0 +1,187 @@
+"""The Bayesian-search suite: every problem of `bench.problems` x seeds x methods.
+
+    .venv/bin/python -m bench.bayes_suite [--seeds 10] [--only ours] [--set xi=0.01 ...]
+        [--problems Branin,Shekel4] [--fresh] [--workers 2]
+
+Each (method, concurrency, problem, seed) job's regret curve is appended to
+bench/results/bayes_suite.jsonl as it finishes, keyed by everything that determines it (the
+problem's budget, the method, our `Bayes` options, library versions). A later run reuses the
+jobs whose key is already there, so the deterministic (seeded) baselines are computed once
+and a change of our defaults reruns only our own rows; `--fresh` ignores the file. Writes
+the per-problem table to bench/results/bayes_suite.md.
+
+Regret: best value found minus the known minimum; on a noisy problem the true value of the
+point with the best observed value; on a real tuning problem (no known minimum) the best
+value any job of the file found stands in for the minimum.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.problems import BY_NAME, SUITE
+from pipeline.config import Bayes
+
+RESULTS = Path(__file__).parent / "results"
+STORE = RESULTS / "bayes_suite.jsonl"
+BASELINES = [("skopt", 1), ("random", 1), ("optuna-gp", 1), ("optuna-tpe", 1),
+             ("optuna-gp", 4)]
+TIE = 1e-4
+"""Regrets below this fraction of random search's median regret on the problem count as
+solved: their ratios are taken at that floor (0/0 otherwise on the lattice problem)."""
+
+
+def versions() -> str:
+    import optuna
+    import skopt
+    import sklearn
+    return f"skopt {skopt.__version__}, sklearn {sklearn.__version__}, optuna {optuna.__version__}"
+
+
+def job_key(method: str, concurrency: int, problem: str, seed: int, options: Bayes | None) -> str:
+    spec = {"method": method, "c": concurrency, "problem": problem,
+            "budget": BY_NAME[problem].budget, "seed": seed}
+    if method == "ours":
+        spec["options"] = options.model_dump(mode="json")
+    elif method.startswith("optuna") or method == "skopt":
+        spec["versions"] = versions()
+    return json.dumps(spec, sort_keys=True)
+
+
+def load(store: Path) -> dict[str, dict[str, Any]]:
+    if not store.exists():
+        return {}
+    rows = (json.loads(line) for line in store.read_text().splitlines() if line.strip())
+    return {row["key"]: row for row in rows}
+
+
+def run_jobs(jobs: list[tuple[str, int, str, int, Bayes | None]], store: Path, workers: int,
+             fresh: bool) -> dict[str, dict[str, Any]]:
+    from bench.suite_runs import execute
+
+    known = {} if fresh else load(store)
+    todo = [j for j in jobs if job_key(*j) not in known]
+    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already in {store.name}", flush=True)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers) as pool, store.open("a") as out:
+        calls = [(problem, method, seed, c, options) for method, c, problem, seed, options in todo]
+        for job, (curve, searcher_s) in zip(todo, pool.map(execute, calls)):
+            row = {"key": job_key(*job), "curve": curve, "searcher_s": searcher_s}
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            known[row["key"]] = row
+            print(f"  {job[0]} c={job[1]} {job[2]} seed {job[3]}: {curve[-1]:.3g} "
+                  f"({searcher_s:.1f} s)", flush=True)
+    return known
+
+
+def curves(rows: dict[str, dict[str, Any]], method: str, c: int, problem: str,
+           seeds: range, options: Bayes | None) -> list[list[float]]:
+    return [rows[job_key(method, c, problem, s, options)]["curve"] for s in seeds]
+
+
+def reference(rows: dict[str, dict[str, Any]], problem: str) -> float:
+    """0 for problems with a known minimum (the curves are regrets already); else the best
+    value of any job on the problem in the store."""
+    if BY_NAME[problem].minimum is not None:
+        return 0.0
+    return min(r["curve"][-1] for r in rows.values() if json.loads(r["key"])["problem"] == problem)
+
+
+def median_final(runs: list[list[float]], offset: float) -> float:
+    return statistics.median(c[-1] - offset for c in runs)
+
+
+def table(rows: dict[str, dict[str, Any]], problems: list[str], seeds: range,
+          options: Bayes, arms: list[tuple[str, str, int]]) -> tuple[list[str], dict[str, float]]:
+    """Markdown lines of median [min-max] final regret per problem and arm, and summary
+    ratios of our c=1 against each baseline (geometric means over the problems)."""
+    names = [a[0] for a in arms]
+    lines = ["| problem (budget) | " + " | ".join(names) + " | ours / skopt |",
+             "| --- |" + " --- |" * (len(names) + 1)]
+    logs: dict[str, list[float]] = {}
+    losses = []
+    for problem in problems:
+        offset = reference(rows, problem)
+        finals = {}
+        cells = []
+        for name, method, c in arms:
+            runs = curves(rows, method, c, problem, seeds, options if method == "ours" else None)
+            values = [r[-1] - offset for r in runs]
+            finals[name] = statistics.median(values)
+            cells.append(f"{finals[name]:.3g} [{min(values):.2g}–{max(values):.2g}]")
+        floor = TIE * finals["random"] + 1e-12
+        ratio = {n: max(finals["ours c=1"], floor) / max(v, floor) for n, v in finals.items()}
+        for n, r in ratio.items():
+            logs.setdefault(n, []).append(math.log(r))
+        if ratio["skopt"] > 1.0:
+            losses.append(problem)
+        cells.append(f"{ratio['skopt']:.2f}" + (" **lost**" if ratio["skopt"] > 1 else ""))
+        lines.append(f"| {problem} ({BY_NAME[problem].budget}) | " + " | ".join(cells) + " |")
+    geomeans = {n: math.exp(statistics.mean(v)) for n, v in logs.items()}
+    lines += ["", "Geometric mean over the problems of (ours c=1 median regret / the arm's): "
+              + ", ".join(f"{n} {g:.2f}" for n, g in geomeans.items() if n != "ours c=1") + ".",
+              f"Problems where ours c=1 has a higher median regret than skopt's defaults: "
+              f"{', '.join(losses) or 'none'}."]
+    return lines, geomeans
+
+
+ARMS = [("ours c=1", "ours", 1), ("ours c=4", "ours", 4), ("skopt", "skopt", 1),
+        ("optuna-gp", "optuna-gp", 1), ("optuna-gp c=4", "optuna-gp", 4),
+        ("optuna-tpe", "optuna-tpe", 1), ("random", "random", 1)]
+
+
+def parse_options(pairs: list[str]) -> Bayes:
+    values = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        values[key] = json.loads(raw) if raw[:1] in "0123456789-[{tfn\"" else raw
+    return Bayes(**values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.bayes_suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--problems", default=",".join(p.name for p in SUITE))
+    parser.add_argument("--only", choices=["ours", "ours1", "baselines"], default=None,
+                        help="ours1: our rows at concurrency 1 only (for trying options)")
+    parser.add_argument("--set", dest="options", action="append", default=[],
+                        help="a Bayes option for our rows, e.g. --set xi=0.01")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--fresh", action="store_true", help="recompute every job")
+    parser.add_argument("--store", type=Path, default=STORE)
+    args = parser.parse_args(argv or [])
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS threads oversubscribe 2 cores
+    options = parse_options(args.options)
+    problems, seeds = args.problems.split(","), range(args.seeds)
+    ours = [("ours", c) for c in (1, 4)]
+    arms = {"ours": ours, "ours1": ours[:1], "baselines": BASELINES}.get(args.only,
+                                                                         ours + BASELINES)
+    # Seed-major: an interrupted run leaves every method on the first seeds, not one method
+    # on all of them.
+    jobs = [(m, c, p, s, options if m == "ours" else None)
+            for s in seeds for p in problems for m, c in arms]
+    rows = run_jobs(jobs, args.store, args.workers, args.fresh)
+    available = [a for a in ARMS if all(job_key(a[1], a[2], p, s, options if a[1] == "ours"
+                                                else None) in rows
+                                        for p in problems for s in seeds)]
+    if not any(a[0] == "ours c=1" for a in available) or "skopt" not in [a[0] for a in available]:
+        return
+    lines, _ = table(rows, problems, seeds, options, available)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.store == STORE and len(problems) == len(SUITE):
+        (RESULTS / "bayes_suite.md").write_text(
+            f"# Bayesian suite\n\n{len(seeds)} seeds; median [min–max] final regret.\n\n{text}"
+            f"\nOptions: `{options!r}`\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
