@@ -40,8 +40,8 @@ solved: their ratios are taken at that floor (0/0 otherwise on the lattice probl
 
 def versions() -> str:
     import optuna
-    import skopt
     import sklearn
+    import skopt
     return f"skopt {skopt.__version__}, sklearn {sklearn.__version__}, optuna {optuna.__version__}"
 
 
