@@ -144,10 +144,17 @@ class LogEIOptimizer(Optimizer):
         if len(self.models) >= (self.max_model_queue_size or math.inf):
             self.models.pop(0)
         self.models.append(est)
-        x = self._maximise(est, np.asarray(self.yi, dtype=float), self.rng)
-        self._next_x = self.space.inverse_transform(x.reshape(1, -1))[0]
+        # The next point is found when asked for: with trials running, `ask_pending` is
+        # asked instead, and maximising here too would double the searcher's time.
+        self._next_x = None
         result.models = self.models
         return result
+
+    def _ask(self) -> list[Any]:
+        if self._n_initial_points <= 0 and self.models and getattr(self, "_next_x", 1) is None:
+            x = self._maximise(self.models[-1], np.asarray(self.yi, dtype=float), self.rng)
+            self._next_x = self.space.inverse_transform(x.reshape(1, -1))[0]
+        return super()._ask()
 
     def ask_pending(self, pending: list[list[Any]], seed: int) -> list[Any]:
         """The next point with `pending` held at the last model's posterior mean (kriging
