@@ -178,10 +178,14 @@ class LogEIOptimizer(Optimizer):
                   avoid: np.ndarray | None = None) -> np.ndarray:
         """The (transformed) point of highest acquisition, at least MIN_GAP from `avoid`."""
 
-        def far(P: np.ndarray) -> np.ndarray:  # rows at least MIN_GAP from every avoided one
-            if avoid is None or not len(avoid):
-                return np.ones(len(P), dtype=bool)
-            return (np.linalg.norm(P[:, None] - avoid[None], axis=2) >= MIN_GAP).all(axis=1)
+        seen = self.space.transform(self.Xi) if self.Xi else np.empty((0, len(self.space)))
+
+        def far(P: np.ndarray) -> np.ndarray:
+            """Rows at least MIN_GAP from every avoided point and not at an evaluated one (an
+            optimum on a bound or an integer grid comes back exactly, and skopt would then
+            swap in a random point)."""
+            ok = nearest(P, seen) > 1e-6
+            return ok if avoid is None else ok & (nearest(P, avoid) >= MIN_GAP)
 
         bounds = np.array(self.space.transformed_bounds, dtype=float)
         low, high = bounds[:, 0], bounds[:, 1]
@@ -215,6 +219,15 @@ class LogEIOptimizer(Optimizer):
         rounded = self.space.transform(self.space.inverse_transform(points))
         scores = np.where(far(rounded), [v for v, _ in found], -np.inf)
         return points[int(np.argmax(scores))]
+
+
+def nearest(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Distance from each row of P to its nearest row of Q (inf when Q is empty), without
+    the |P| x |Q| x d array a broadcast would build (2500 x 500 x 20 doubles is 200 MB)."""
+    if not len(Q):
+        return np.full(len(P), np.inf)
+    squared = (P ** 2).sum(1)[:, None] + (Q ** 2).sum(1)[None] - 2 * P @ Q.T
+    return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
 
 
 def believer(opt: Optimizer, pending: list[list[Any]], seed: int) -> Optimizer:

@@ -181,6 +181,18 @@ def test_library_warnings_stay_inside_and_a_repeat_is_said_once(capsys):
     assert capsys.readouterr().out.count("already evaluated") == 1
 
 
+def test_an_optimum_on_a_bound_is_not_proposed_twice(capsys):
+    """The acquisition's optimum sits on the bound x = 0 at every step; an exact repeat would
+    be swapped for a random point by skopt (and said so)."""
+    search = SkoptSearch({"x": tune.uniform(0, 1)}, FAST, "value", "min", seed=0)
+    xs = []
+    for i in range(20):
+        xs.append(search.suggest(str(i))["x"])
+        search.on_trial_complete(str(i), {"value": xs[-1]})
+    assert len(set(xs)) == len(xs) and min(xs) < 1e-3
+    assert "already evaluated" not in capsys.readouterr().out
+
+
 def test_gp_refits_are_warm_started_between_periodic_restarts():
     from pipeline.search.acquisition import RESTART_EVERY
     search = SkoptSearch({"x": tune.uniform(0, 1)}, FAST.model_copy(update={"gp_restarts": 3}),
