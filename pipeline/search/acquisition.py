@@ -39,7 +39,7 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Dimension
 
 from pipeline.config import Bayes
-from pipeline.search.surrogate import frozen_gp, gp_estimator, warm_gp
+from pipeline.search.surrogate import Refits, frozen_gp, gp_estimator, posterior
 
 
 def initial_points(dims: list[Dimension], options: Bayes) -> int:
@@ -84,10 +84,6 @@ class LocalSearch:
     """Maximise log EI (False: EI itself)."""
 
 
-RESTART_EVERY = 10
-"""Every this many refits the GP's hyperparameters are fitted afresh with the configured
-random restarts; in between, one warm-started local fit (`surrogate.warm_gp`)."""
-
 MIN_GAP = 0.02
 """Least Euclidean distance, in the normalised space, between a suggestion and a running
 point. The believer alone makes EI ~0 at running points but log EI still ranks their close
@@ -113,7 +109,8 @@ def log_h(z: np.ndarray) -> np.ndarray:
 
 def log_ei(model: Any, X: np.ndarray, y_best: float, xi: float, log: bool = True) -> np.ndarray:
     """log expected improvement (minimisation) of `model` at the rows of X."""
-    mu, std = model.predict(X, return_std=True)
+    mu, std = posterior(model, X) if isinstance(model, GaussianProcessRegressor) \
+        else model.predict(X, return_std=True)
     std = np.maximum(std, 1e-12)
     value = np.log(std) + log_h((y_best - xi - mu) / std)
     return value if log else np.exp(value)
@@ -132,15 +129,10 @@ class LogEIOptimizer(Optimizer):
         result = super()._tell(x, y, fit=False)
         if not fit or self._n_initial_points > 0 or self.base_estimator_ is None:
             return result
-        last = self.models[-1] if self.models else None
-        fits = getattr(self, "fits_", 0)
-        est = warm_gp(self.base_estimator_, last, restart=fits % RESTART_EVERY == 0) \
-            if isinstance(self.base_estimator_, GaussianProcessRegressor) \
-            else clone(self.base_estimator_)
-        self.fits_ = fits + 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(self.space.transform(self.Xi), self.yi)
+        if not hasattr(self, "fitting"):
+            self.fitting = Refits()  # optimizers pickled before refits were scheduled
+        est = self.fitting.fit(self.base_estimator_, self.models[-1] if self.models else None,
+                               self.space.transform(self.Xi), np.asarray(self.yi), self.rng)
         if len(self.models) >= (self.max_model_queue_size or math.inf):
             self.models.pop(0)
         self.models.append(est)

@@ -64,3 +64,13 @@ def test_frozen_gp_keeps_the_fitted_kernel_and_noise():
     frozen.fit(X, rng.normal(size=20))  # other data: a refit would move the length scales
     assert np.allclose(frozen.kernel_.theta, gp.kernel_.theta)
     assert frozen.noise_ == pytest.approx(gp.noise_)
+
+
+def test_posterior_matches_skopts_predict():
+    from pipeline.search.surrogate import posterior
+    rng = np.random.default_rng(0)
+    X, Xs = rng.uniform(size=(40, 3)), rng.uniform(size=(25, 3))
+    gp = gp_estimator([Real(0, 1)] * 3, Bayes(), 0).fit(X, np.sin(5 * X).sum(1))
+    mean, std = gp.predict(Xs, return_std=True)
+    ours = posterior(gp, Xs)
+    assert np.allclose(ours[0], mean) and np.allclose(ours[1], std, atol=1e-9)
