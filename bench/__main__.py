@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["overhead", "journal", "reuse", "lr_range", "lr_bounds", "bayes",
+BENCHMARKS = ["overhead", "journal", "reuse", "lr_range", "lr_bounds", "bayes", "bayes_pipeline",
               "schedulers"]
 
 names = sys.argv[1:] or BENCHMARKS
