@@ -48,14 +48,21 @@ def exploits(run) -> list[dict]:
     return [json.loads(v) for k, v in run.data.tags.items() if k.startswith("pbt.exploit.")]
 
 
-@pytest.mark.xfail(reason="fails since issue 14 was merged with issue 13's training loop: the "
-                   "trials barely learn (val_loss ~2.1-2.3) and the weight-copy and replay "
-                   "checks miss; open, see the session-4 note", strict=False)
+def states(folder: Path, trial_id: str, epoch: int) -> list[dict]:
+    """The training states a trial checkpointed after `epoch` epochs (PBT keeps them all; a
+    trial that was itself cloned may have trained that epoch twice)."""
+    found = [torch.load(path, weights_only=False)
+             for path in folder.glob(f"ray_results/*/*_{trial_id}_*/checkpoint_*/state.pt")]
+    return [state for state in found if state["epoch"] == epoch]
+
+
 @pytest.mark.slow
 def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
         workdir: Path, ray_local, capsys) -> None:
     exp_file = write_experiment(workdir, PBT.format(name="pbt", epochs=4))
     outcome = study.run(load(exp_file), exp_file)
+    data = load_data(load(exp_file).data, 0)
+    torch.set_num_threads(1)  # as in the trials (resources.cpu: 1)
     client = MlflowClient(local_store())
     kids = {k.data.tags["trial_id"]: k for k in child_runs(name="pbt")}
     cloned = [(kid, record) for kid in kids.values() for record in exploits(kid)]
@@ -70,18 +77,21 @@ def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
         clone_lrs = history(client, kid.info.run_id, "hp.train.lr")
         assert clone_lrs[t + 1] == pytest.approx(record["values"]["train.lr"])
         assert float(donor.data.params["train.lr"]) != float(kid.data.params["train.lr"])
-        # ... and its first loss after the exploit continues from the donor's, not from
-        # where one epoch from scratch with the clone's values gets
+        # ... and its first loss after the exploit is exactly one epoch, with the clone's
+        # values, on from one of the donor's epoch-t checkpoints; not what one epoch from
+        # scratch with those values gives
         after = history(client, kid.info.run_id, "val_loss")[t + 1]
-        donor_at = history(client, donor.info.run_id, "val_loss")[t]
-        scratch = load(exp_file).with_values({**record["values"], "train.epochs": 1})
-        from_scratch = next(iter(fit(scratch, load_data(scratch.data, 0)))).metrics["val_loss"]
-        assert abs(after - donor_at) < abs(after - from_scratch)
+        values = load(exp_file).with_values(record["values"])
+        continued = [next(iter(fit(values, data, state=state))).metrics["val_loss"]
+                     for state in states(workdir, record["cloned_trial"], t)]
+        assert after in [pytest.approx(loss, rel=1e-4) for loss in continued], (after, continued)
+        scratch = values.with_values({"train.epochs": 1})
+        from_scratch = next(iter(fit(scratch, data))).metrics["val_loss"]
+        assert after != pytest.approx(from_scratch, rel=1e-3)
     # a clone's schedule (its lineage, tagged), rerun alone, gives the clone's weights
     kid, record = max(cloned, key=lambda c: c[1]["at_epoch"])
     replay = best_experiment(load(exp_file), load(exp_file).trial_config(),
                              kid.data.tags["pbt.schedule"])
-    torch.set_num_threads(1)  # as in the trials (resources.cpu: 1)
     rerun = [e.metrics for e in fit(replay, load_data(replay.data, 0))]
     t = record["at_epoch"] + 1
     assert rerun[t - 1]["val_loss"] == pytest.approx(
