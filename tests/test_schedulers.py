@@ -211,12 +211,47 @@ def test_a_killed_pbt_sweep_resumes_its_population_and_lineage(workdir: Path) ->
         a.path for a in client.list_artifacts(parent_run().info.run_id, "plots")}
 
 
-def test_resuming_a_hyperband_sweep_is_refused_before_ray(workdir: Path, capsys) -> None:
-    """Ray keeps no HyperBand state across a restart: restored trials fill new brackets
-    part-way and a resumed sweep hung in a kill-and-resume test, so it is refused instead."""
-    exp_file = write_experiment(workdir, BAND.format(name="band"))
-    assert cli.main(["tune", str(exp_file), "--resume"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == ("error: --resume: a hyperband sweep cannot be resumed (Ray does not keep "
-                   "its brackets); start it again, or use scheduler: asha")
-    assert sorted(p.name for p in workdir.iterdir()) == ["exp.yaml"]
+KILLED_BAND = """
+name: rel
+trainable: tests.trainables:slow_steps
+params: {x: 0.0, steps: 4, step_s: 0.8}
+train: {epochs: 4}
+search:
+  searcher: random
+  scheduler: hyperband
+  metric: score
+  mode: max
+  num_samples: 6
+  hyperband: {reduction_factor: 2}
+  space:
+    params.x: {uniform: [0.0, 1.0]}
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_hyperband_sweep_resumes_its_brackets(workdir: Path) -> None:
+    """Killed once a trial has finished and others wait at a milestone: resumed, every trial
+    ends where its bracket says (max_t 4, eta 2: a bracket of three running to 4, and one of
+    three halved at 2, so one trial stops there), with no step run twice."""
+    exp_file = write_experiment(workdir, KILLED_BAND)
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(r.info.status == "FINISHED" for r in child_runs()), timeout_s=240,
+             every_s=0.1, while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    before = {r.data.tags["trial_id"]: r.info.run_id for r in child_runs()}
+    assert any(r.info.status != "FINISHED" for r in child_runs()), "finished too soon"
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish(timeout_s=180)
+    assert code == 0, err[-3000:]
+    runs = {r.data.tags["trial_id"]: r for r in child_runs()}
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs.values())
+    assert all(runs[t].info.run_id == run_id for t, run_id in before.items())
+    client = MlflowClient(local_store())
+    ends = []
+    for run in runs.values():
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "step_seen")]
+        assert sorted(steps) == list(range(1, len(steps) + 1)), steps  # none twice
+        ends.append(len(steps))
+    assert sorted(ends) == [2, 4, 4, 4, 4, 4]
+    assert parent_run().info.status == "FINISHED"
