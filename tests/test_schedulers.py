@@ -127,6 +127,27 @@ def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
         assert load(exp_file, sets[1::2]).search.scheduler == "fifo"
 
 
+@pytest.mark.slow
+def test_synchronous_pbt_exploits_at_the_same_epochs_from_better_trials(
+        workdir: Path, ray_local) -> None:
+    """synch: every member reaches the interval, then the worst half clones the best half."""
+    exp_file = write_experiment(workdir, PBT.format(name="synch", epochs=2).replace(
+        "quantile_fraction: 0.5}", "quantile_fraction: 0.5, synch: true}"))
+    assert load(exp_file).search.pbt.synch
+    study.run(load(exp_file), exp_file)
+    client = MlflowClient(local_store())
+    kids = {k.data.tags["trial_id"]: k for k in child_runs(name="synch")}
+    cloned = [(kid, record) for kid in kids.values() for record in exploits(kid)]
+    assert cloned, "no exploit happened"
+    for kid, record in cloned:
+        donor, t = kids[record["cloned_trial"]], record["at_epoch"]
+        assert record["cloned_run"] == donor.info.run_id and t == 1
+        assert history(client, kid.info.run_id, "cloned_at_epoch")[t + 1] == t
+        own = history(client, kid.info.run_id, "val_loss")
+        assert len(client.get_metric_history(kid.info.run_id, "val_loss")) == 2  # none redone
+        assert history(client, donor.info.run_id, "val_loss")[t] < own[t]
+
+
 BAND = """
 name: {name}
 data: {{batch_size: 32}}
