@@ -29,7 +29,7 @@ def _bracket_state(bracket: _Bracket, metric: str) -> dict[str, Any]:
 
 
 def _bracket(state: dict[str, Any]) -> _Bracket:
-    """A bracket whose trials are still ids; `_Placed.put` swaps in the restored Trials."""
+    """A bracket whose trials are still ids; `_swap` puts in each restored Trial."""
     bracket = _Bracket.__new__(_Bracket)
     vars(bracket).update({k: v for k, v in state.items() if k not in ("live", "all", "unpause")})
     bracket._live_trials = dict(state["live"])
