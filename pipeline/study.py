@@ -220,11 +220,6 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
     model in the MLflow registry (the searcher comparison leaves it out)."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
-    if resume and exp.search.scheduler == "hyperband":
-        # Ray keeps no scheduler state across a restart: the restored trials fill new brackets
-        # part-way, and a part-full bracket can wait forever (seen in tests/test_schedulers.py)
-        raise ConfigError("--resume: a hyperband sweep cannot be resumed (Ray does not keep "
-                          "its brackets); start it again, or use scheduler: asha")
     data = load_checked(exp) if exp.trainable is None else None
     ctx = context.resolve(exp)
     cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)

@@ -76,3 +76,12 @@ def steps_without_checkpoints(config: dict) -> None:
             (Path(params["marker_dir"]) / f"{params['x']:.6f}-{step + 1}").touch()
         time.sleep(params["step_s"])
         tune.report({"score": params["x"] + 0.01 * step, "step_seen": step + 1})
+
+
+def learning_curve(config: dict) -> None:
+    """`steps` reports of a falling `loss` (level + 1 / step), `step_s` seconds apart: a
+    high `level` is a trial clearly worse than the others at every step."""
+    params = config["params"]
+    for step in range(1, params["steps"] + 1):
+        time.sleep(params["step_s"])
+        tune.report({"loss": params["level"] + 1 / step, "step_seen": step})

@@ -14,7 +14,10 @@ ended:
 - callbacks after it in the list (the MLflow logger) send what they queued only then, so
   everything MLflow shows is in the journal, and what MLflow may lack (the logger's queue is
   part of the snapshot) is replayed on resume;
-- `restore` puts the journal's snapshot back in place before `Tuner.restore` reads it.
+- `restore` puts the journal's snapshot back in place before `Tuner.restore` reads it;
+- a scheduler with state Tune does not save (HyperBand's brackets, `search.hyperband`) has
+  it saved with the callbacks' state (`get_state`) and given back before the restored trials
+  reach it (`set_state`).
 """
 from __future__ import annotations
 
@@ -89,6 +92,17 @@ class Journal(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_dirty": False, "saves": 0, "save_s": 0.0}
+
+    def get_state(self) -> dict[str, Any] | None:
+        """The scheduler's own state where it has one Tune does not save (HyperBand's
+        brackets: search.hyperband), staged with the rest of Tune's state."""
+        snapshot = getattr(_controller()._scheduler_alg, "snapshot", None)
+        return {"scheduler": snapshot()} if snapshot else None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """On restore, before Tune hands the restored trials to the scheduler."""
+        if state.get("scheduler") is not None:
+            _controller()._scheduler_alg.load_snapshot(state["scheduler"])
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._dirty = True

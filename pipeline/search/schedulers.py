@@ -13,7 +13,6 @@ from ray.tune import CheckpointConfig
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
-    HyperBandScheduler,
     MedianStoppingRule,
     PopulationBasedTraining,
     TrialScheduler,
@@ -21,6 +20,7 @@ from ray.tune.schedulers import (
 from ray.tune.search.sample import Integer
 
 from pipeline.config import Search, get_path, set_path
+from pipeline.search.hyperband import ResumableHyperBand
 from pipeline.search.space import to_domain
 
 
@@ -74,7 +74,7 @@ def make_scheduler(search: Search, epochs: int, mutable: list[str] = (),
                              grace_period=search.asha.grace_period,
                              reduction_factor=search.asha.reduction_factor)
     if search.scheduler == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=epochs,
+        return ResumableHyperBand(time_attr="training_iteration", max_t=epochs,
                                   reduction_factor=search.hyperband.reduction_factor)
     if search.scheduler == "median":
         return MedianStoppingRule(time_attr="training_iteration",
