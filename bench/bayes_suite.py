@@ -17,12 +17,14 @@ value any job of the file found stands in for the minimum.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +47,21 @@ def versions() -> str:
     return f"skopt {skopt.__version__}, sklearn {sklearn.__version__}, optuna {optuna.__version__}"
 
 
+@cache
+def searcher_code() -> str:
+    """A digest of the searcher's sources: a changed searcher reruns our rows."""
+    import pipeline.search
+    folder = Path(pipeline.search.__file__).parent
+    return hashlib.sha1(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))
+                        ).hexdigest()[:12]
+
+
 def job_key(method: str, concurrency: int, problem: str, seed: int, options: Bayes | None) -> str:
     spec = {"method": method, "c": concurrency, "problem": problem,
             "budget": BY_NAME[problem].budget, "seed": seed}
     if method == "ours":
         spec["options"] = options.model_dump(mode="json")
+        spec["code"] = searcher_code()
     elif method.startswith("optuna") or method == "skopt":
         spec["versions"] = versions()
     return json.dumps(spec, sort_keys=True)
