@@ -51,7 +51,7 @@ def ours(problem: Problem, seed: int, concurrency: int = 1,
          options: Bayes | None = None) -> Evaluated:
     space = {"params": {p.name: ray_domain(p) for p in problem.params}}
     searcher = SkoptSearch(space, options or Bayes(), METRIC, "min", seed,
-                           max_concurrent=concurrency)
+                           max_concurrent=concurrency, budget=problem.budget)
     running: dict[int, dict[str, Any]] = {}
     points, observed, spent, started = [], [], 0.0, 0
     while len(observed) < problem.budget:

@@ -40,7 +40,8 @@ def timed_run(job: tuple[str, int, int]) -> list[tuple[float, float]]:
     warnings.filterwarnings("ignore")
     problem = BY_NAME[name]
     space = {"params": {p.name: ray_domain(p) for p in problem.params}}
-    searcher = SkoptSearch(space, Bayes(), METRIC, "min", seed, max_concurrent=workers)
+    searcher = SkoptSearch(space, Bayes(), METRIC, "min", seed, max_concurrent=workers,
+                           budget=problem.budget)
     durations = np.random.default_rng([seed, 99]).lognormal(0.0, SIGMA, problem.budget)
     running: list[tuple[float, int, dict]] = []  # (finish time, trial index, params)
     started, clock, best, curve = 0, 0.0, (np.inf, None), []

@@ -30,6 +30,7 @@ from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.context import SweepContext
 from pipeline.results import plots, report, tracking
 from pipeline.results.edges import interval
+from pipeline.search.space import trial_count
 from pipeline.training import data as datasets
 
 SEARCHERS = ("grid", "random", "bayes")
@@ -122,7 +123,8 @@ def bayes_design(exp: Experiment) -> int:
     """How many initial design points the bayes searcher would take for this space."""
     from pipeline.search.acquisition import initial_points
 
-    return initial_points(list(exp.search.space), exp.search.bayes)  # reads only the count
+    # reads only the count of dimensions
+    return initial_points(list(exp.search.space), exp.search.bayes, trial_count(exp.search))
 
 
 def best_so_far_curves(arms: list[Arm], mode: str) -> pd.DataFrame:

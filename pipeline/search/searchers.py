@@ -6,7 +6,7 @@ from typing import Any
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from pipeline.config import Search
-from pipeline.search.space import points_to_configs
+from pipeline.search.space import points_to_configs, trial_count
 
 
 def make_search(search: Search, space: dict[str, Any],
@@ -19,7 +19,8 @@ def make_search(search: Search, space: dict[str, Any],
         searcher = SkoptSearch(space=space, options=search.bayes, metric=search.metric,
                                mode=search.mode, seed=seed,
                                points_to_evaluate=search.points_to_evaluate,
-                               max_concurrent=search.max_concurrent)
+                               max_concurrent=search.max_concurrent,
+                               budget=trial_count(search))
         # The limiter keeps Tune from asking for more than k points; the searcher itself
         # accounts for the ones pending.
         return ConcurrencyLimiter(searcher, search.max_concurrent), {}

@@ -77,11 +77,13 @@ class SkoptSearch(Searcher):
 
     def __init__(self, space: dict[str, Any], options: Bayes | None = None,
                  metric: str | None = None, mode: str | None = None, seed: int | None = None,
-                 points_to_evaluate: list[dict[str, Any]] = (), max_concurrent: int = 1):
+                 points_to_evaluate: list[dict[str, Any]] = (), max_concurrent: int = 1,
+                 budget: int | None = None):
         super().__init__(metric=metric, mode=mode)
         self._options = options or Bayes()
         self._rng = np.random.RandomState(seed)  # seeds for believers and missing values
         self._max_concurrent = max_concurrent
+        self._budget = budget  # trials in all; each grid cell's design is sized to its share
         self._pending: dict[str, tuple[int, list[Any]]] = {}  # trial id -> (cell, point)
         self._points = list(points_to_evaluate)
         self._queue: deque[dict[str, Any]] = deque()  # points to run, first in first out
@@ -104,7 +106,8 @@ class SkoptSearch(Searcher):
                          if isinstance(d, sample.Categorical)}
         combos = [dict(zip(grids, values)) for values in itertools.product(*grids.values())]
         cell_seeds = self._rng.randint(2 ** 31, size=len(combos))
-        self._cells = [Cell(combo, make_optimizer(self._dims, self._options, int(s)))
+        share = self._budget // len(combos) if getattr(self, "_budget", None) else None
+        self._cells = [Cell(combo, make_optimizer(self._dims, self._options, int(s), share))
                        for combo, s in zip(combos, cell_seeds)]
         for point in self._points:
             (self._known if RESULT_KEY in point else self._queue).append(point)

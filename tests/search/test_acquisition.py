@@ -58,6 +58,21 @@ def test_design_size_is_the_option_or_scales_with_dimensions():
     assert initial_points(DIMS, Bayes()) == 10
     assert initial_points(DIMS * 5, Bayes()) == 25
     assert initial_points(DIMS, Bayes(n_initial_points=3)) == 3
+    # a known budget caps the design at a quarter of it, never under 10
+    assert initial_points(DIMS * 5, Bayes(), budget=60) == 15
+    assert initial_points(DIMS * 5, Bayes(), budget=20) == 10
+    assert initial_points(DIMS * 5, Bayes(), budget=200) == 25
+    assert initial_points(DIMS * 5, Bayes(n_initial_points=30), budget=60) == 30
+
+
+def test_each_grid_cell_sizes_its_design_to_its_share_of_the_budget():
+    from ray import tune
+
+    from pipeline.search.skopt_search import SkoptSearch
+    space = {f"x{i}": tune.uniform(0, 1) for i in range(10)} | {"g": tune.grid_search([1, 2])}
+    search = SkoptSearch(space, Bayes(), "v", "min", 0, budget=120)
+    assert [c.optimizer.n_initial_points_ for c in search._cells] == [15, 15]
+    assert SkoptSearch(space, Bayes(), "v", "min", 0)._cells[0].optimizer.n_initial_points_ == 25
 
 
 def test_options_pick_the_optimizer():
