@@ -145,6 +145,29 @@ def table(rows: dict[str, dict[str, Any]], problems: list[str], seeds: range,
     return lines, geomeans
 
 
+def concurrency_table(rows: dict[str, dict[str, Any]], problems: list[str], seeds: range,
+                      options: Bayes) -> list[str]:
+    """Ours at c=4 against Optuna's GPSampler at c=4, and c=4's lag: the evaluations c=1's
+    median curve needs to reach c=4's median final regret (goal: at most one batch, 4)."""
+    lines = ["| problem (budget) | ours c=4 | optuna-gp c=4 | c=1 reaches it at | lag |",
+             "| --- | --- | --- | --- | --- |"]
+    for problem in problems:
+        offset = reference(rows, problem)
+        ours4 = median_final(curves(rows, "ours", 4, problem, seeds, options), offset)
+        theirs = median_final(curves(rows, "optuna-gp", 4, problem, seeds, None), offset)
+        serial = [statistics.median(c[i] - offset for c in
+                                    curves(rows, "ours", 1, problem, seeds, options))
+                  for i in range(BY_NAME[problem].budget)]
+        at = next((i + 1 for i, v in enumerate(serial) if v <= ours4), None)
+        budget = BY_NAME[problem].budget
+        lag = f"{budget - at}" + ("" if budget - at <= 4 else " **over 4**") if at \
+            else "- **never**"
+        mark = "" if ours4 <= theirs else " **worse**"
+        lines.append(f"| {problem} ({budget}) | {ours4:.3g}{mark} | {theirs:.3g} | "
+                     f"{at or 'never'} | {lag} |")
+    return lines
+
+
 ARMS = [("ours c=1", "ours", 1), ("ours c=4", "ours", 4), ("skopt", "skopt", 1),
         ("optuna-gp", "optuna-gp", 1), ("optuna-gp c=4", "optuna-gp", 4),
         ("optuna-tpe", "optuna-tpe", 1), ("random", "random", 1)]
@@ -187,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     if not any(a[0] == "ours c=1" for a in available) or "skopt" not in [a[0] for a in available]:
         return
     lines, _ = table(rows, problems, seeds, options, available)
+    if {"ours c=4", "optuna-gp c=4"} <= {a[0] for a in available}:
+        lines += ["", "Concurrency 4 (trials finishing in start order):", "",
+                  *concurrency_table(rows, problems, seeds, options)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.store == STORE and len(problems) == len(SUITE):
