@@ -6,8 +6,9 @@ The number users feel is not regret per evaluation but regret per hour. Trials l
 log-normal time (median 1, sigma 0.5: the slowest of 16 often takes twice the median), k
 workers each run one trial at a time, and our searcher is asked for a new point whenever a
 worker frees up, with the others still running: the Ray-free loop of the searcher calls Tune
-makes, on a simulated clock (the searcher's own time is left out). Every concurrency gets the
-same evaluation budget and, per seed, the same duration sequence. Goal (issue 12): c=4 on
+makes, on a simulated clock (the searcher's own time is left out). c=1 gets the problem's
+budget, c > 1 twice as many evaluations (they are cut at c=1's time anyway); per seed every
+concurrency draws the same duration sequence. Goal (issue 12): c=4 on
 four workers reaches c=1's final median regret within 1/3 of c=1's time. Writes
 bench/results/time_to_quality.md and .png.
 """
@@ -32,6 +33,9 @@ from pipeline.search.skopt_search import SkoptSearch
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = (1, 4, 16)
 SIGMA = 0.5
+EXTRA = 2
+"""c > 1 gets this many times c=1's evaluations: c=4 then runs to about half of c=1's time,
+past the 1/3 the goal is judged at (with the same budget it would stop at a quarter)."""
 
 
 def timed_run(job: tuple[str, int, int]) -> list[tuple[float, float]]:
@@ -40,13 +44,14 @@ def timed_run(job: tuple[str, int, int]) -> list[tuple[float, float]]:
     warnings.filterwarnings("ignore")
     problem = BY_NAME[name]
     space = {"params": {p.name: ray_domain(p) for p in problem.params}}
+    budget = problem.budget * (1 if workers == 1 else EXTRA)
     searcher = SkoptSearch(space, Bayes(), METRIC, "min", seed, max_concurrent=workers,
-                           budget=problem.budget)
-    durations = np.random.default_rng([seed, 99]).lognormal(0.0, SIGMA, problem.budget)
+                           budget=budget)
+    durations = np.random.default_rng([seed, 99]).lognormal(0.0, SIGMA, budget)
     running: list[tuple[float, int, dict]] = []  # (finish time, trial index, params)
     started, clock, best, curve = 0, 0.0, (np.inf, None), []
-    while len(curve) < problem.budget:
-        while len(running) < workers and started < problem.budget:
+    while len(curve) < budget:
+        while len(running) < workers and started < budget:
             params = searcher.suggest(str(started))["params"]
             heapq.heappush(running, (clock + durations[started], started, params))
             started += 1
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.time_to_quality",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--problems", default="Branin,Hartmann6,Ackley5,Mixed4")
+    parser.add_argument("--problems", default="Branin,Hartmann6,Mixed4")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     args = parser.parse_args(argv or [])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
