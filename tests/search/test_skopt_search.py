@@ -194,7 +194,7 @@ def test_an_optimum_on_a_bound_is_not_proposed_twice(capsys):
 
 
 def test_gp_refits_are_warm_started_between_periodic_restarts():
-    from pipeline.search.acquisition import RESTART_EVERY
+    from pipeline.search.surrogate import RESTART_EVERY
     search = SkoptSearch({"x": tune.uniform(0, 1)}, FAST.model_copy(update={"gp_restarts": 3}),
                          "value", "min", seed=0)
     restarts = []
