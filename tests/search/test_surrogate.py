@@ -74,3 +74,18 @@ def test_posterior_matches_skopts_predict():
     mean, std = gp.predict(Xs, return_std=True)
     ours = posterior(gp, Xs)
     assert np.allclose(ours[0], mean) and np.allclose(ours[1], std, atol=1e-9)
+
+
+def test_beyond_200_results_hyperparameters_are_fitted_on_a_subset_and_refitted_on_growth():
+    from pipeline.search.surrogate import TUNE_ON_AT_MOST, Refits
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(270, 2))
+    y = np.sin(4 * X).sum(1)
+    template, refits = gp_estimator([Real(0, 1)] * 2, Bayes(), 0), Refits()
+    tuned = refits.fit(template, None, X[:250], y[:250], rng)
+    assert refits.tuned_at == 250 and len(tuned.X_train_) == 250  # conditioned on all
+    assert tuned.optimizer is None  # the kernel came from the subset fit, kept fixed
+    held = refits.fit(template, tuned, X[:255], y[:255], rng)  # < 5% growth: no refit
+    assert refits.tuned_at == 250 and held.kernel_ == tuned.kernel_
+    refits.fit(template, held, X[:TUNE_ON_AT_MOST + 70], y[:TUNE_ON_AT_MOST + 70], rng)
+    assert refits.tuned_at == 270
