@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ STATS = "stats.json"
 STATE_FILES = ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json",
                "basic-variant-state-*.json", "callback-states-*.pkl")
 KEEP_SNAPSHOTS = 2
+log = logging.getLogger(__name__)
 
 
 def _is_state_file(name: str) -> bool:
@@ -66,6 +68,22 @@ def current_snapshot(fs: pyarrow.fs.FileSystem, experiment_path: str) -> str | N
     if fs.get_file_info(pointer).type != pyarrow.fs.FileType.File:
         return None
     return f"{experiment_path}/{JOURNAL_DIR}/{_read(fs, pointer).decode().strip()}"
+
+
+def _settle(storage: Any) -> None:
+    """Wait for Tune's background copy of the staging folder to finish before Tune writes
+    it again: Tune stages each file as a temporary one renamed into place, and a copy that
+    listed the temporary file fails when it is gone (a FileNotFoundError traceback in the
+    terminal). Tune itself stages every ten seconds or more; the journal stages at every
+    step, well inside one copy."""
+    syncer = getattr(storage, "syncer", None)
+    if syncer is None:
+        return
+    try:
+        syncer.wait()
+    except Exception as error:  # that copy is lost; the journal's own copy follows now
+        log.warning("Tune's copy of the sweep state to storage failed (%s: %s); "
+                    "the journal keeps its own copy", type(error).__name__, error)
 
 
 def _controller() -> Any:
@@ -122,7 +140,8 @@ class Journal(tune.Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self._dirty and trials:
-            self.save(trials[0].storage, _controller().save_to_dir)
+            controller = _controller()  # its storage: the one whose syncer copies the staging
+            self.save(controller._storage, controller.save_to_dir)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """A last save, and what saving cost this session (`stats.json`, read by `make bench`).
@@ -141,6 +160,7 @@ class Journal(tune.Callback):
         """Have Tune stage its state (`write_staged`), copy the staged files into a new
         snapshot folder, then point at it."""
         started = time.perf_counter()
+        _settle(storage)
         write_staged()
         fs, root = storage.storage_filesystem, storage.experiment_fs_path
         staged = [info for info in _files(pyarrow.fs.LocalFileSystem(),

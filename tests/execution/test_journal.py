@@ -1,10 +1,12 @@
 """The journal's snapshots on a real filesystem: complete or not current, and put back whole."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.fs
+from ray.train._internal.storage import _FilesystemSyncer
 
 from pipeline.execution import journal
 
@@ -67,3 +69,35 @@ def test_without_a_journal_tunes_files_stay(tmp_path: Path) -> None:
     (sweep / "experiment_state-s1.json").write_text("{trials: 1}")
     assert not journal.restore(where.storage_filesystem, str(sweep))
     assert (sweep / "experiment_state-s1.json").read_text() == "{trials: 1}"
+
+
+class SlowCopySyncer(_FilesystemSyncer):
+    """Tune's own syncer, its background copy made to take half a second (as on S3)."""
+
+    def _sync_up_command(self, local_path, uri, exclude=None):
+        upload, kwargs = super()._sync_up_command(local_path, uri, exclude)
+
+        def slow_upload(**args):
+            time.sleep(0.5)
+            upload(**args)
+        return slow_upload, kwargs
+
+
+def test_tune_stages_again_only_once_its_background_copy_is_done(tmp_path: Path) -> None:
+    """Tune stages files as temporary ones renamed into place; a copy still listing the folder
+    meanwhile fails on the vanished temporary file (seen as a FileNotFoundError traceback)."""
+    where = storage(tmp_path)
+    where.syncer = SlowCopySyncer(storage_filesystem=pyarrow.fs.LocalFileSystem(), sync_period=0)
+    stage(where, STATE)
+    copy = tmp_path / "copy"
+    assert where.syncer.sync_up(where.experiment_driver_staging_path, str(copy))
+    copying_while_staged = []
+
+    def write_staged() -> None:
+        process = where.syncer._sync_process
+        copying_while_staged.append(bool(process and process.is_running))
+        stage(where, {"experiment_state-s1.json": "{trials: 2}"})
+
+    journal.Journal().save(where, write_staged)
+    assert copying_while_staged == [False]
+    assert sorted(p.name for p in copy.iterdir()) == sorted(STATE)  # that copy completed
