@@ -198,6 +198,7 @@ def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path 
     (one stopped before Tune saved anything starts again, LR stage and all, in that run)."""
     if sweep.parent_run_id is not None:
         store.client.update_run(sweep.parent_run_id, status="RUNNING")
+        tracking.record_sweep_config(store, sweep.parent_run_id, exp, exp_file)
         if sweep.restorable:
             print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
             return exp, sweep, None
@@ -205,9 +206,8 @@ def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path 
               "before its first trial was saved, so it starts again")
         parent = sweep.parent_run_id
     else:
-        parent = tracking.open_sweep(store, exp, sweep.name, exp_file)
-        store.client.set_tag(parent, SWEEP_TAG, sweep.name)
-        store.client.set_tag(parent, "storage_path", sweep.storage_path)
+        parent = tracking.open_sweep(store, exp, sweep.name, exp_file,
+                                     {SWEEP_TAG: sweep.name, "storage_path": sweep.storage_path})
         sweep = Sweep(sweep.name, sweep.storage_path, parent)
     if exp.lr_range_test.enabled and data is not None:
         exp, lr_bounds = lr_stage(exp, data, store, parent)

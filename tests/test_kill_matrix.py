@@ -102,8 +102,8 @@ def sweep_file(workdir: Path, case: Case) -> Path:
                                                      markers=workdir / "m"))
 
 
-def searched_value(run) -> str:
-    return run.data.params.get("params.x") or run.data.params["train.lr"]
+def searched_value(run) -> str | None:
+    return run.data.params.get("params.x") or run.data.params.get("train.lr")
 
 
 def told_to_searcher(experiment_path: str) -> int:
@@ -127,7 +127,9 @@ def test_a_killed_sweep_resumes_to_the_same_result(workdir: Path, case: Case) ->
     runs = child_runs()
     assert [r.info.status for r in runs] == ["FINISHED"] * TRIALS
     assert len({r.data.tags["trial_id"] for r in runs}) == TRIALS
-    assert len({searched_value(r) for r in runs}) == TRIALS  # no configuration run twice
+    values = [searched_value(r) for r in runs]
+    assert None not in values, [(r.data.tags, r.data.params) for r in runs]  # params logged
+    assert len(set(values)) == TRIALS, values  # no configuration run twice
     after = {r.data.tags["trial_id"]: r for r in runs}
     assert all(after[t].info.run_id == r.info.run_id for t, r in before.items())  # continued
     client = MlflowClient(local_store())

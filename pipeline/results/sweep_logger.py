@@ -28,6 +28,7 @@ from pipeline.results.tracking import (
     PLACEMENT_KEYS,
     Store,
     child_run_ids,
+    complete_params,
     log_params,
     result_metrics,
     safe_params,
@@ -44,6 +45,7 @@ class SweepLogger(tune.Callback):
         self.run_ids: dict[str, str] = {}
         self._started: set[str] = set()  # trials started, and ended, in this session
         self._ended: set[str] = set()
+        self._complete: set[str] = set()  # trials whose run has all its params
         self._queue: deque[Record] = deque()
         self._held: dict[str, list[Record]] = {}  # results waiting for their checkpoint
         self._client: MlflowClient | None = None
@@ -51,7 +53,7 @@ class SweepLogger(tune.Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles callbacks with the run config; the client and queue stay behind.
         return {**self.__dict__, "_client": None, "_queue": deque(), "_held": {},
-                "run_ids": {}, "_started": set(), "_ended": set()}
+                "run_ids": {}, "_started": set(), "_ended": set(), "_complete": set()}
 
     def get_state(self) -> dict[str, Any]:
         """What the journal keeps: the records MLflow may not have received yet (a dict even
@@ -142,8 +144,14 @@ class SweepLogger(tune.Callback):
                 run = self.client.create_run(self.store.experiment_id, run_name=name,
                                              tags={PARENT_TAG: self.parent_run_id,
                                                    "trial_id": trial_id})
-                log_params(self.client, run.info.run_id, safe_params(config))
                 self.run_ids[trial_id] = run.info.run_id
+                log_params(self.client, run.info.run_id, safe_params(config))
+                self._complete.add(trial_id)
+            elif trial_id not in self._complete:
+                # a run of an earlier session, or one whose params failed to send: a stop
+                # or an outage after create_run may have cut them off
+                complete_params(self.client, self.run_ids[trial_id], safe_params(config))
+                self._complete.add(trial_id)
             self.client.update_run(self.run_ids[trial_id], status="RUNNING")
         elif kind == "result":
             step, now_ms, metrics, tags, exploit = rest

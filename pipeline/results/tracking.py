@@ -134,6 +134,14 @@ def log_params(client: MlflowClient, run_id: str, params: list[Param]) -> None:
         client.log_batch(run_id, params=params[start:start + 100])
 
 
+def complete_params(client: MlflowClient, run_id: str, params: list[Param]) -> None:
+    """Log the params an existing run lacks. Its params go in batches after the run is
+    created, so a stop in between leaves it with some or none; the ones it has stay as they
+    are (a param cannot change, and PBT changes a trial's config after its first start)."""
+    logged = client.get_run(run_id).data.params
+    log_params(client, run_id, [param for param in params if param.key not in logged])
+
+
 def result_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numeric values a trainable reported, without Ray's own bookkeeping."""
     return {key: float(value) for key, value in result.items()
@@ -141,20 +149,29 @@ def result_metrics(result: dict[str, Any]) -> dict[str, float]:
             and not isinstance(value, bool)}
 
 
-def open_sweep(store: Store, exp: Experiment, sweep_name: str, exp_file: Path | None) -> str:
-    """Create the parent run holding the experiment file and fixed config."""
-    client = store.client
-    run = client.create_run(store.experiment_id, run_name=sweep_name,
-                            tags={"sweep": sweep_name, "searcher": exp.search.searcher})
-    log_params(client, run.info.run_id, safe_params(exp.model_dump(mode="json")))
-    if exp_file is not None:
-        raw = exp.model_dump(mode="json")
-        if redact(raw) == raw:
-            client.log_artifact(run.info.run_id, str(exp_file))
-        else:  # the file as written holds a secret: log the validated config, redacted
-            client.log_text(run.info.run_id, yaml.safe_dump(redact(raw), sort_keys=False),
-                            exp_file.name)
+def open_sweep(store: Store, exp: Experiment, sweep_name: str, exp_file: Path | None,
+               resume_tags: dict[str, str]) -> str:
+    """Create the parent run with the tags `--resume` finds it by, in the same request (a
+    stop just after leaves a run that resume continues, never an orphan), then its config."""
+    run = store.client.create_run(
+        store.experiment_id, run_name=sweep_name,
+        tags={"sweep": sweep_name, "searcher": exp.search.searcher, **resume_tags})
+    record_sweep_config(store, run.info.run_id, exp, exp_file)
     return run.info.run_id
+
+
+def record_sweep_config(store: Store, run_id: str, exp: Experiment,
+                        exp_file: Path | None) -> None:
+    """The parent run's params and experiment file; on resume only what a stop left out."""
+    client = store.client
+    complete_params(client, run_id, safe_params(exp.model_dump(mode="json")))
+    if exp_file is None or any(a.path == exp_file.name for a in client.list_artifacts(run_id)):
+        return
+    raw = exp.model_dump(mode="json")
+    if redact(raw) == raw:
+        client.log_artifact(run_id, str(exp_file))
+    else:  # the file as written holds a secret: log the validated config, redacted
+        client.log_text(run_id, yaml.safe_dump(redact(raw), sort_keys=False), exp_file.name)
 
 
 

@@ -90,3 +90,26 @@ def test_a_result_with_a_checkpoint_waits_until_tune_registered_it(tmp_path: Pat
     sweep.on_trial_save(2, [], trial)
     sweep.on_step_end(2, [])
     assert [m.step for m in client.get_metric_history(run_id, "score")] == [1]
+
+
+def test_a_run_whose_params_were_cut_off_gets_the_rest_when_its_trial_starts_again(
+        tmp_path: Path) -> None:
+    """Params go in batches of 100 after create_run: a stop in between leaves a run with
+    some. The resumed sweep continues that run, so it must complete them."""
+    sweep = logger(tmp_path)
+    trial = Trial("d", 0.25)
+    trial.config = {"params": {"x": 0.25}, "many": {f"p{i:03d}": i for i in range(150)}}
+    client = MlflowClient(sweep.store.uri)
+    run_id = client.create_run(sweep.store.experiment_id, tags={
+        tracking.PARENT_TAG: sweep.parent_run_id, "trial_id": "d"}).info.run_id
+    every = tracking.safe_params(trial.config)
+    tracking.log_params(client, run_id, every[:100])  # the stop: after the first batch
+
+    resumed = pickle.loads(pickle.dumps(sweep))
+    resumed.setup()
+    trial.config["many"]["p000"] = -1  # changed since (PBT): the logged value stays
+    resumed.on_trial_start(0, [], trial)
+    resumed.on_step_end(1, [])
+    assert tracking.child_run_ids(sweep.store, sweep.parent_run_id) == {"d": run_id}
+    params = client.get_run(run_id).data.params
+    assert params == {p.key: p.value for p in every}
