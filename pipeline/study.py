@@ -6,6 +6,7 @@ bad input costs seconds and leaves nothing behind.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import tempfile
@@ -91,6 +92,10 @@ def init_ray(ctx: SweepContext) -> None:
     # Keeping only the best checkpoint forces a state snapshot per epoch; that is cheap here
     # and the warning about it would repeat every few seconds.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray 2.60 turns token authentication on for a new local cluster, and says so in a
+    # WARNING at every start: it stays on, the line goes.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
     if not ray.is_initialized():
         ray.init(address=ctx.ray_address, include_dashboard=False, logging_level="WARNING",
                  runtime_env={"env_vars": ctx.worker_env})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def test_cli_grid_sweep_leaves_the_mlflow_layout(workdir: Path) -> None:
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Best val_loss:" in done.stdout and "Reproduce: python -m pipeline tune" in done.stdout
+    # nothing from the libraries reaches the terminal: not Ray's, MLflow's or torch's logs
+    assert not [line for line in done.stderr.splitlines() if line.strip()], done.stderr[-3000:]
+    assert not re.search(r"\bWARNING\b|\bINFO\b|Warning\b", done.stdout), done.stdout[-3000:]
 
     client = MlflowClient(local_store())
     experiment = client.get_experiment_by_name("smoke")

@@ -8,6 +8,7 @@ instead of opening duplicates.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 import urllib.error
@@ -95,6 +96,8 @@ def creating(uri: str) -> Iterator[None]:
 def connect(uri: str, name: str, storage_path: str) -> Store:
     """Check the store and get (or create) the MLflow experiment `name`."""
     check_reachable(uri)
+    # MLflow logs two INFO lines to the terminal when it creates a new SQLite store's schema
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     with creating(uri):
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(name)  # the first query creates the schema
