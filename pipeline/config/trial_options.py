@@ -60,7 +60,8 @@ class Data(Strict):
     memory_budget_mb: float = Field(2048, gt=0)
     """Largest decoded uint8 image set (all splits) that `cache: auto` keeps in memory."""
     workers: int = Field(2, ge=0)
-    """DataLoader worker processes when streaming."""
+    """DataLoader worker processes when streaming (at most as many as the CPUs a trial may
+    use: more would only queue for the same cores)."""
     factory: str | None = Field(None, pattern=FACTORY)
     """`package.module:function` called as `function(data_section, seed)`, returning a
     `pipeline.training.data.Tensors`: your own data set with the built-in trial."""

@@ -17,6 +17,9 @@ from torch import nn
 
 from pipeline.config import MUTABLE_PATHS, Data, Experiment, Train, get_path
 from pipeline.training import augment, schedules
+
+# batches and train_batches stay importable from here (the LR range test draws the loop's)
+from pipeline.training.batches import batches, count, eval_batches, train_batches  # noqa: F401
 from pipeline.training.data import Tensors
 from pipeline.training.models import build_model
 from pipeline.training.normalize import to_unit
@@ -41,12 +44,6 @@ def make_optimizer(cfg: Train, params: Any, lr: float | None = None) -> torch.op
                                  weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov and cfg.momentum > 0)
-
-
-def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Shuffled index batches covering 0..n-1 once."""
-    order = torch.randperm(n, generator=generator)
-    yield from order.split(batch_size)
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
@@ -91,36 +88,6 @@ def check_finite(loss_sum: torch.Tensor) -> None:
     value = loss_sum.item()
     if not math.isfinite(value):
         raise Diverged(f"training loss became {value}")
-
-
-def eval_batches(x: Any, y: torch.Tensor, batch_size: int, device: torch.device,
-                 workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) batches in order, on the device; from disk through a DataLoader when x is."""
-    if isinstance(x, torch.Tensor):
-        for start in range(0, len(x), batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
-        return
-    loader = torch.utils.data.DataLoader(x, batch_size=batch_size, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
-    for start, xb in zip(range(0, len(x), batch_size), loader):
-        yield xb.to(device, non_blocking=True), y[start:start + batch_size].to(device)
-
-
-def train_batches(x: Any, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  device: torch.device,
-                  workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled (x, y) batches of one epoch on the device: indexed on the device when the
-    data is there, decoded by DataLoader workers into pinned memory when it is on disk."""
-    index = list(batches(len(x), batch_size, generator))
-    if isinstance(x, torch.Tensor):
-        for idx in index:
-            idx = idx.to(device, non_blocking=True)
-            yield x[idx], y[idx]
-        return
-    loader = torch.utils.data.DataLoader(x, batch_sampler=[i.tolist() for i in index],
-                                         num_workers=workers, pin_memory=device.type == "cuda")
-    for idx, xb in zip(index, loader):
-        yield xb.to(device, non_blocking=True), y[idx.to(y.device)]
 
 
 @torch.no_grad()
@@ -227,7 +194,7 @@ def fit(exp: Experiment, data: Tensors, device: torch.device | None = None,
     host synchronisation per step."""
     s = setup(exp, data, device)
     d, workers = s.data, exp.data.workers
-    steps_per_epoch = math.ceil(len(d.x_train) / exp.data.batch_size)
+    steps_per_epoch = count(len(d.x_train), exp.data.batch_size)
     first_epoch, history = 0, []
     if state is not None:
         s.model.load_state_dict(state["model"])
