@@ -117,11 +117,13 @@ def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> None:
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, *input_shape))
-    except RuntimeError as error:
+    # torch raises RuntimeError on a shape it cannot take, ValueError or AssertionError
+    # (torch._assert: ViT's image size) in some layers' own checks
+    except (RuntimeError, ValueError, AssertionError) as error:
         field, name = ("model.factory", cfg.factory) if cfg.factory else ("model.arch", cfg.arch)
-        raise ConfigError(f"{field}: {name} cannot take {input_shape[0]}x"
-                          f"{input_shape[1]}x{input_shape[2]} inputs (raise data.image_size): "
-                          f"{str(error).splitlines()[0]}") from None
+        shape = "x".join(map(str, input_shape))
+        raise ConfigError(f"{field}: {name} cannot take {shape} inputs (raise data.image_size): "
+                          f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
     if tuple(out.shape) != (2, num_classes):
         raise ConfigError(f"model: the network returns {tuple(out.shape[1:])} per input, not "
                           f"{num_classes} class scores")

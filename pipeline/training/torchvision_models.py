@@ -1,19 +1,26 @@
 """Any torchvision classification model by name, fitted to the data set's input and classes.
 
-Small inputs, per family (the side `s` of the data set's images):
+Small inputs, per family (the side `s`: the shorter of the data set's image height and width):
 - resnet, resnext, wide_resnet without pretrained weights and s < 64: the CIFAR stem (3x3
   stride-1 first conv, no max-pool); the ImageNet stem (stride 4 before the first block) would
   leave a 32x32 image 1x1 after the last stage.
 - every model whose weights declare a `min_size` above s (alexnet 63, inception_v3 75, densenet
-  29, squeezenet 17-21, vgg and convnext 32, efficientnet_v2 33, swin and maxvit 224): the input
-  is resized up to that size (bilinear) in front of the network; vit_* and maxvit_t take exactly
-  their size, so every input is resized to it. Pretrained stems are kept as trained.
-- one-channel images (digits, MNIST) are repeated to three channels.
+  29, squeezenet 17-21, vgg and convnext 32, efficientnet_v2 33, swin 224, swin_v2 256): the
+  input is resized up to that size (bilinear) in front of the network. Pretrained stems are
+  kept as trained.
+- vit_* and maxvit_t take exactly one size, built into their position embeddings (vit) or
+  attention grids (maxvit): every input is resized to it. It is the size of the weights named
+  in model.weights (vit_b_16's SWAG_E2E weights: 384, vit_h_14's: 518), else torchvision's
+  224: weights of one size in a network of another would leave its position embeddings random.
+- images of other than three channels: one channel is repeated to three (a fixed 1x1 conv);
+  two are cycled (R, G, R); more than three pass through a trainable 1x1 conv that starts out
+  passing the first three through, so the extra channels are learnt rather than dropped.
 """
 from __future__ import annotations
 
 import os
 import pickle
+from collections import OrderedDict
 from urllib.parse import urlparse
 
 import torch
@@ -22,7 +29,9 @@ from torch import nn
 from pipeline.config import ConfigError, Model
 
 CIFAR_STEM_FAMILIES = ("resnet", "resnext", "wide_resnet")
-FIXED_SIZE_FAMILIES = ("vit_", "maxvit_")
+FIXED_SIZE = {"vit_": "image_size", "maxvit_": "input_size"}
+"""Families of one input size -> the constructor argument that sets it."""
+DEFAULT_FIXED_SIZE = 224  # torchvision's default for both, and their IMAGENET1K_V1 weights'
 NO_AUX = ("googlenet", "inception_v3")  # their auxiliary heads return tuples in train mode
 
 
@@ -33,38 +42,85 @@ def names() -> list[str]:
 
 
 def input_adapter(channels: int, size: int | None) -> nn.Sequential:
-    """Repeat one channel to three (a fixed 1x1 conv) and resize to what the network needs;
-    torch modules only, like the rest of a registered model."""
+    """Map `channels` to three (a 1x1 conv, see the module doc) and resize to what the network
+    needs; torch modules only, like the rest of a registered model."""
     layers: list[nn.Module] = []
-    if channels == 1:
-        repeat = nn.Conv2d(1, 3, 1, bias=False)
-        nn.init.ones_(repeat.weight)
-        layers.append(repeat.requires_grad_(False))
+    if channels != 3:
+        to_rgb = nn.Conv2d(channels, 3, 1, bias=False)
+        with torch.no_grad():
+            to_rgb.weight.zero_()
+            for out in range(3):
+                to_rgb.weight[out, out % channels if channels < 3 else out] = 1.0
+        layers.append(to_rgb.requires_grad_(channels > 3))
     if size is not None:
         layers.append(nn.Upsample(size=(size, size), mode="bilinear", align_corners=False))
     return nn.Sequential(*layers)
 
 
-def _min_size(arch: str) -> int:
+def _looks_like_file(name: str) -> bool:
+    return os.sep in name or name.endswith((".pt", ".pth", ".bin"))
+
+
+def named_weights(arch: str, name: str):
+    """torchvision's weights enum for `name` (`IMAGENET1K_V1`, `ViT_B_16_Weights.DEFAULT`)."""
     import torchvision.models
 
-    return max(next(iter(torchvision.models.get_model_weights(arch))).meta["min_size"])
+    try:
+        return (torchvision.models.get_weight(name) if "." in name
+                else torchvision.models.get_model_weights(arch)[name])
+    except (KeyError, ValueError, AttributeError):
+        valid = [w.name for w in torchvision.models.get_model_weights(arch)]
+        raise ConfigError(f"model.weights: {name!r} is neither a file nor weights of {arch} "
+                          f"(one of {', '.join(valid + ['DEFAULT'])})") from None
+
+
+def _declared_size(cfg: Model) -> int:
+    """The min_size of the weights model.weights names, else of the arch's first weights."""
+    import torchvision.models
+
+    if cfg.weights is not None and not _looks_like_file(cfg.weights):
+        weights = named_weights(cfg.arch, cfg.weights)
+    else:
+        weights = next(iter(torchvision.models.get_model_weights(cfg.arch)), None)
+    return max(weights.meta.get("min_size", (1, 1))) if weights is not None else 1
+
+
+def _cifar_stem(resnet: nn.Module) -> None:
+    resnet.conv1 = nn.Conv2d(3, resnet.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+    resnet.maxpool = nn.Identity()
+
+
+def _stem_of_weights(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A resnet trained here on small images has the CIFAR stem (see build), and a checkpoint
+    of it as model.weights must keep it: the stem follows the weights, not the image size."""
+    resnet = net[1] if getattr(net, "adapted", False) else net
+    weight = state.get("conv1.weight", state.get("1.conv1.weight"))
+    if weight is not None and weight.shape[-1] == 3 and resnet.conv1.kernel_size == (7, 7):
+        _cifar_stem(resnet)
 
 
 def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """torchvision's `arch` for num_classes, adapted to input_shape as described above."""
     import torchvision.models
 
+    if len(input_shape) != 3:
+        raise ConfigError(f"model.arch: {cfg.arch} takes images (channels, height, width); "
+                          f"the data set's inputs are {tuple(input_shape)}")
     kwargs = {"aux_logits": False, "init_weights": True} if cfg.arch in NO_AUX else {}
+    side, declared = min(input_shape[1:]), _declared_size(cfg)
+    fixed = next((arg for prefix, arg in FIXED_SIZE.items() if cfg.arch.startswith(prefix)),
+                 None)
+    if fixed is not None:
+        size = declared if cfg.weights is not None and not _looks_like_file(cfg.weights) \
+            else DEFAULT_FIXED_SIZE
+        kwargs[fixed] = size if fixed == "image_size" else (size, size)
+    else:
+        size = declared if side < declared else None
     net = torchvision.models.get_model(cfg.arch, weights=None, num_classes=num_classes,
                                        **kwargs)
-    side, min_size = input_shape[-1], _min_size(cfg.arch)
     if cfg.arch.startswith(CIFAR_STEM_FAMILIES) and cfg.weights is None and side < 64:
-        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    fixed = cfg.arch.startswith(FIXED_SIZE_FAMILIES)
-    size = min_size if fixed or side < min_size else None
-    if input_shape[0] == 1 or size is not None:
+        _cifar_stem(net)
+    if input_shape[0] != 3 or size is not None:
         net = nn.Sequential(input_adapter(input_shape[0], size), net)
         net.adapted = True
     return net
@@ -78,15 +134,7 @@ def head_name(net: nn.Module) -> str:
 
 
 def _hub_state_dict(arch: str, name: str) -> dict[str, torch.Tensor]:
-    import torchvision.models
-
-    try:
-        weights = (torchvision.models.get_weight(name) if "." in name
-                   else torchvision.models.get_model_weights(arch)[name])
-    except (KeyError, ValueError, AttributeError):
-        valid = [w.name for w in torchvision.models.get_model_weights(arch)]
-        raise ConfigError(f"model.weights: {name!r} is neither a file nor weights of {arch} "
-                          f"(one of {', '.join(valid + ['DEFAULT'])})") from None
+    weights = named_weights(arch, name)
     cached = os.path.join(torch.hub.get_dir(), "checkpoints",
                           os.path.basename(urlparse(weights.url).path))
     if not os.path.exists(cached):  # never a download: offline it would hang, then fail
@@ -114,30 +162,62 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def _fitting(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+             prefix: str) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]]]:
+    """The tensors of `state` under the names `own` has them (a network behind an input
+    adapter, Sequential(adapter, net), names its keys "1.<key>": torchvision's weights do
+    not, a checkpoint of such a network does, either may go into either), and the (own name,
+    state name) of those whose shapes differ."""
+    fitting, mismatched = {}, []
+    for key, value in state.items():
+        name = next((k for k in (prefix + key, key, prefix + key.removeprefix("1."))
+                     if k in own), None)
+        if name is None:
+            continue
+        if own[name].shape == value.shape:
+            fitting[name] = value
+        else:
+            mismatched.append((name, key))
+    return fitting, mismatched
+
+
 def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     """Copy every tensor of the weights whose name and shape match into net, except the
     classifier head's (replaced for the data set's classes); returns how many were copied."""
-    looks_like_file = os.sep in cfg.weights or cfg.weights.endswith((".pt", ".pth", ".bin"))
-    if looks_like_file or arch_for_names is None:
+    if _looks_like_file(cfg.weights) or arch_for_names is None:
         state = _file_state_dict(cfg.weights)
     else:
         state = _hub_state_dict(arch_for_names, cfg.weights)
+    if arch_for_names is not None and arch_for_names.startswith(CIFAR_STEM_FAMILIES):
+        _stem_of_weights(net, state)
     own, head = net.state_dict(), head_name(net) + "."
-    # a network behind an input adapter, Sequential(adapter, net), names its keys "1.<key>"
     prefix = "1." if getattr(net, "adapted", False) else ""
-    matched = {prefix + k: v for k, v in state.items()
-               if prefix + k in own and own[prefix + k].shape == v.shape
-               and not (prefix + k).startswith(head)}
+    in_backbone = lambda k: k.startswith(prefix) and not k.startswith(head)
+    fitting, mismatched = _fitting(state, own, prefix)
+    matched = {k: v for k, v in fitting.items() if not k.startswith(head)}
     if not matched:
         raise ConfigError(f"model.weights: none of the {len(state)} tensors of "
                           f"{cfg.weights} fit model.arch {cfg.arch}")
+    # a backbone tensor of another shape (a ViT's position embeddings for another image size,
+    # a resnet's CIFAR stem) would stay random, silently: the weights are of another variant
+    wrong = [(name, key) for name, key in mismatched if in_backbone(name)]
+    if wrong:
+        name, key = wrong[0]
+        raise ConfigError(f"model.weights: {key} of {cfg.weights} has shape "
+                          f"{tuple(state[key].shape)}, {cfg.arch} here "
+                          f"{tuple(own[name].shape)} (weights of another variant or input "
+                          "size?)")
     # most of the backbone must come from the weights: a partial fit is another architecture
     # (or another version of its layer names), and training on it would be silently random
-    backbone = [k for k in own if k.startswith(prefix) and not k.startswith(head)]
+    backbone = [k for k in own if in_backbone(k)]
     if len(matched) < len(backbone) / 2:
         raise ConfigError(f"model.weights: only {len(matched)} of the {len(backbone)} "
                           f"backbone tensors of {cfg.arch} fit {cfg.weights} (weights of "
                           "another architecture?)")
+    # the versions are this network's: only tensors of its shapes are loaded (mnasnet refuses
+    # a state dict without them, and would rebuild its stem for a version-1 one)
+    matched = OrderedDict(matched)
+    matched._metadata = own._metadata
     net.load_state_dict(matched, strict=False)
     return len(matched)
 
