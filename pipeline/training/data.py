@@ -171,7 +171,7 @@ def _imagefolder(cfg: Data, seed: int) -> Tensors:
         how = f"decoded once into memory as uint8 ({mb:.1f} MB)"
     else:
         for p, _ in listings.values():
-            imagefolder.check_headers(p)
+            imagefolder.check_decodable(p, size)
         xs = {s: imagefolder.LazyImages(p, size) for s, (p, _) in listings.items()}
         why = (f"over memory_budget_mb {cfg.memory_budget_mb:g}" if cfg.cache == "auto"
                else "cache: stream")

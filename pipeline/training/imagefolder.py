@@ -1,28 +1,45 @@
 """A folder of the user's own images (torchvision's ImageFolder layout) as a data set.
 
 Scanned and checked before Ray starts, so a missing root, a folder without classes, a class
-without images or an image that cannot be decoded costs one line, not a failed sweep. Files
-that are not images by their extension (`.DS_Store`, `notes.txt`, `Thumbs.db`) are skipped and
-counted: they are what photo folders hold besides photos. A file with an image extension that
-does not decode is refused, naming it: a damaged image means the set is not what its owner
-thinks, and training silently on less would hide that.
+without images or an image that cannot be decoded costs one line, not a failed sweep.
 
-Decoded once (resized and centre-cropped to `image_size`) into uint8 tensors, a quarter of the
+What counts as an image of a class: a file under its folder, at any depth, whose extension
+(any case: `.JPG`, `.JpEg`) is an image's. Skipped and counted instead: files that are not
+images by their extension (`notes.txt`, `Thumbs.db`), and hidden files and folders (a name
+starting with '.') with macOS's and NASes' junk folders (`__MACOSX`, `@eaDir`): `.DS_Store`, and
+the AppleDouble `._photo.jpg` that macOS leaves beside every photo on a foreign disk, which has
+an image's extension but is not one. Links to folders and files are followed (a folder reached
+twice, or a link loop, is read once). Class names are compared in Unicode NFC form, so a
+`val/` folder written on Linux matches a `train/` folder written on macOS (which stores names
+decomposed). A file with an image extension that does not decode is refused, naming it
+(`image_decode`): a damaged image means the set is not what its owner thinks, and training
+silently on less would hide that.
+
+Decoded once (centre square resized to `image_size`) into uint8 tensors, a quarter of the
 memory of float32, shared with every trial through Ray's object store; a set larger than
 `memory_budget_mb` stays on disk and is decoded batch by batch (`LazyImages` in a DataLoader).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.config import ConfigError, Data
 
+# what decodes the files, part of this module's API as before it moved out
+from pipeline.training.image_decode import (  # noqa: F401
+    LazyImages,
+    check_decodable,
+    decode,
+    decode_all,
+)
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+JUNK_FOLDERS = {"__MACOSX", "@eaDir"}  # macOS zip resource forks; Synology thumbnails
 DEFAULT_SIZE = 64
 SPLITS = ("train", "val", "test")
 
@@ -41,16 +58,45 @@ class Layout:
     splits: dict[str, Listing]
     """`train` always; `val` and `test` when the folder has them."""
     skipped: int
-    """Files skipped because their extension is not an image's."""
+    """Files under the class folders that are not images: by extension, or hidden."""
 
 
-def _class_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in JUNK_FOLDERS
+
+
+def _class_folders(folder: Path) -> dict[str, Path]:
+    """Class name (NFC) -> folder, in name order."""
+    found = {unicodedata.normalize("NFC", p.name): p for p in folder.iterdir()
+             if p.is_dir() and not _hidden(p.name)}
+    return dict(sorted(found.items()))
+
+
+def _unreadable(error: OSError) -> None:
+    raise ConfigError(f"data.root: cannot read {error.filename} ({error.strerror})")
+
+
+def _images_under(folder: Path) -> tuple[list[Path], int]:
+    """The image files under a class folder, and how many other files it holds."""
+    images, skipped, seen = [], 0, set()
+    for top, dirs, files in os.walk(folder, followlinks=True, onerror=_unreadable):
+        real = os.path.realpath(top)
+        if real in seen:  # a second link to a folder already read, or a link loop
+            dirs[:] = []
+            continue
+        seen.add(real)
+        hidden = any(_hidden(part) for part in Path(top).relative_to(folder).parts)
+        for name in files:
+            if hidden or _hidden(name) or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped += 1
+            else:
+                images.append(Path(top) / name)
+    return sorted(images), skipped
 
 
 def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[Listing, int]:
     paths, labels, skipped = [], [], 0
-    found = {p.name: p for p in _class_folders(folder)}
+    found = _class_folders(folder)
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise ConfigError(f"data.root: {folder} has class folder(s) {unknown} that "
@@ -58,12 +104,12 @@ def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[List
     for label, name in enumerate(classes):
         if name not in found:
             continue
-        files = sorted(p for p in found[name].rglob("*") if p.is_file())
-        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-        skipped += len(files) - len(images)
+        images, n = _images_under(found[name])
+        skipped += n
         if not images and must_fill:
             raise ConfigError(f"data.root: class {name!r} ({found[name]}) has no images "
-                              f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+                              f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden "
+                              "files skipped)")
         paths += images
         labels += [label] * len(images)
     return Listing(paths, labels), skipped
@@ -77,7 +123,7 @@ def scan(root: Path | None) -> Layout:
     if not root.is_dir():
         raise ConfigError(f"data.root: {root} is not a folder")
     train = root / "train" if (root / "train").is_dir() else root
-    classes = [p.name for p in _class_folders(train)]
+    classes = list(_class_folders(train))
     if not classes:
         raise ConfigError(f"data.root: no class folders under {train} (expected one "
                           "sub-folder of images per class, as torchvision's ImageFolder)")
@@ -110,78 +156,6 @@ def stratified_split(labels: np.ndarray, fractions: list[float],
             start += take
         parts[-1] += members[start:].tolist()
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
-
-
-def decode(path: Path, size: int) -> torch.Tensor:
-    """One image as uint8 (3, size, size): RGB, shorter side resized to size, centre-cropped."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            scale = size / min(image.size)
-            w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-            image = image.resize((w, h), Image.Resampling.BILINEAR)
-            left, top = (w - size) // 2, (h - size) // 2
-            image = image.crop((left, top, left + size, top + size))
-            array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ConfigError(f"data.root: {path} is not a readable image ({error}); remove or "
-                          "replace it") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-
-
-def check_headers(paths: list[Path]) -> None:
-    """Open every file's header (cheap: no pixels decoded), so a streamed set refuses a
-    non-image before Ray starts, as the in-memory path does."""
-    from PIL import Image, UnidentifiedImageError
-
-    for path in paths:
-        try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError) as error:
-            raise ConfigError(f"data.root: {path} is not a readable image ({error}); remove "
-                              "or replace it") from None
-
-
-class LazyImages:
-    """Images on disk that index like a uint8 (N, 3, size, size) tensor: `images[i]` decodes
-    one, `images[idx]` (tensor, list, slice) stacks several. A DataLoader over it decodes in
-    worker processes."""
-
-    def __init__(self, paths: list[Path], size: int) -> None:
-        self.paths, self.size = list(paths), size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.paths), 3, self.size, self.size)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.uint8
-
-    def to(self, *args, **kwargs) -> LazyImages:  # stays on disk; batches move instead
-        return self
-
-    def __getitem__(self, index: int | slice | list | torch.Tensor) -> torch.Tensor:
-        if isinstance(index, int):
-            return decode(self.paths[index], self.size)
-        if isinstance(index, slice):
-            index = range(*index.indices(len(self)))
-        return torch.stack([decode(self.paths[int(i)], self.size) for i in index])
-
-
-def decode_all(paths: list[Path], size: int, threads: int = 4) -> torch.Tensor:
-    """Every image decoded into one uint8 tensor (PIL releases the GIL while decoding)."""
-    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    with ThreadPoolExecutor(threads) as pool:
-        for i, image in enumerate(pool.map(lambda p: decode(p, size), paths)):
-            out[i] = image
-    return out
 
 
 def fits_in_memory(cfg: Data, n_images: int) -> tuple[bool, float]:

@@ -137,3 +137,76 @@ def test_a_val_folder_with_a_class_train_lacks_is_refused(tmp_path: Path) -> Non
     write_folder(tmp_path / "val", per_class=2, classes=3)
     with pytest.raises(ConfigError, match=r"class folder\(s\) \['triangle'\]"):
         load(_data(tmp_path))
+
+
+def _png(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (12, 12), colour).save(path)
+    return path
+
+
+def test_macos_junk_and_hidden_files_are_skipped_and_counted(tmp_path: Path) -> None:
+    """`._photo.jpg` (AppleDouble) has an image extension but is not an image: it was refused
+    as a damaged image, failing a folder copied from a Mac."""
+    for name in ("cat", "dog"):
+        _png(tmp_path / name / "photo.jpg")
+        _write(tmp_path / name / "._photo.jpg", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+        _write(tmp_path / name / ".DS_Store", b"\0\0\0\1Bud1")
+        _png(tmp_path / name / ".thumbnails" / "photo.png")   # a hidden folder's images
+        _png(tmp_path / name / "__MACOSX" / "photo.png")
+    _png(tmp_path / "__MACOSX" / "cat" / "._photo.png")        # not a class
+    _png(tmp_path / ".hidden_class" / "x.png")
+    layout = imagefolder.scan(tmp_path)
+    assert layout.classes == ["cat", "dog"] and layout.skipped == 8
+    assert [p.name for p in layout.splits["train"].paths] == ["photo.jpg", "photo.jpg"]
+
+
+def test_any_case_of_extension_and_nested_folders_are_images(tmp_path: Path) -> None:
+    for i, name in enumerate(("a.JPG", "b.PNG", "c.JpEg", "2019/summer/d.png", "e.Tiff")):
+        _png(tmp_path / "cat" / name)
+        _png(tmp_path / "dog" / f"{i}.png")
+    layout = imagefolder.scan(tmp_path)
+    cats = [p.relative_to(tmp_path / "cat").as_posix() for p, label
+            in zip(layout.splits["train"].paths, layout.splits["train"].labels) if label == 0]
+    assert cats == ["2019/summer/d.png", "a.JPG", "b.PNG", "c.JpEg", "e.Tiff"]
+
+
+def test_class_names_with_spaces_and_other_scripts(tmp_path: Path) -> None:
+    """macOS writes names decomposed (NFD), Linux as typed (NFC): a val/ folder made on one
+    and a train/ folder on the other name the same class."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    for split, names in (("train", ["red fox", nfd, "猫"]), ("val", ["red fox", "café", "猫"])):
+        for name in names:
+            for i in range(2):
+                _png(tmp_path / split / name / f"{i}.png")
+    data = load(_data(tmp_path))
+    layout = imagefolder.scan(tmp_path)
+    assert layout.classes == ["café", "red fox", "猫"] and data.num_classes == 3
+    assert sorted(set(data.y_val.tolist())) == [0, 1, 2]
+
+
+def test_linked_class_folders_files_and_sub_folders_are_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    root = tmp_path / "root"
+    for i in range(2):
+        _png(elsewhere / "cats" / f"{i}.png")
+        _png(elsewhere / "more dogs" / f"{i}.png")
+    _png(elsewhere / "lone.png")
+    _png(root / "dog" / "own.png")
+    (root / "cat").symlink_to(elsewhere / "cats", target_is_directory=True)
+    (root / "dog" / "more").symlink_to(elsewhere / "more dogs", target_is_directory=True)
+    (root / "dog" / "linked.png").symlink_to(elsewhere / "lone.png")
+    (root / "dog" / "loop").symlink_to(root / "dog", target_is_directory=True)
+    layout = imagefolder.scan(root)
+    assert layout.classes == ["cat", "dog"]
+    dogs = [p.relative_to(root / "dog").as_posix() for p, label
+            in zip(layout.splits["train"].paths, layout.splits["train"].labels) if label == 1]
+    assert dogs == ["linked.png", "more/0.png", "more/1.png", "own.png"]
+    assert load(_data(root, val_fraction=0.3)).num_classes == 2
+    (root / "dog" / "gone.png").symlink_to(elsewhere / "deleted.png")
+    with pytest.raises(ConfigError, match=r"^data.root: .*gone.png is not a readable image"):
+        load(_data(root, val_fraction=0.3))
