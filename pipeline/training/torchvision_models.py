@@ -127,7 +127,11 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
 
 
 def head_name(net: nn.Module) -> str:
-    """The classifier head: the last Linear layer (the last Conv2d for squeezenet)."""
+    """The classifier head: the last Linear layer, else the last Conv2d. Per family (every
+    model checked by bench/torchvision_coverage.py): `fc` (resnet, resnext, wide_resnet,
+    regnet, shufflenet, googlenet, inception), `classifier.N` (alexnet, vgg, densenet, convnext,
+    efficientnet, mobilenet, mnasnet; maxvit's `classifier.5`, after its pre-logits layer),
+    `heads.head` (vit), `head` (swin), squeezenet's 1x1 conv `classifier.1`."""
     linear = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     conv = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
     return (linear or conv)[-1]
