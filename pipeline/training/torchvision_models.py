@@ -3,7 +3,7 @@
 Small inputs, per family (the side `s`: the shorter of the data set's image height and width):
 - resnet, resnext, wide_resnet without pretrained weights and s < 64: the CIFAR stem (3x3
   stride-1 first conv, no max-pool); the ImageNet stem (stride 4 before the first block) would
-  leave a 32x32 image 1x1 after the last stage.
+  leave a 32x32 image 1x1 after the last stage. With weights, the stem the weights have.
 - every model whose weights declare a `min_size` above s (alexnet 63, inception_v3 75, densenet
   29, squeezenet 17-21, vgg and convnext 32, efficientnet_v2 33, swin 224, swin_v2 256): the
   input is resized up to that size (bilinear) in front of the network. Pretrained stems are
@@ -90,13 +90,18 @@ def _cifar_stem(resnet: nn.Module) -> None:
     resnet.maxpool = nn.Identity()
 
 
-def _stem_of_weights(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """A resnet trained here on small images has the CIFAR stem (see build), and a checkpoint
-    of it as model.weights must keep it: the stem follows the weights, not the image size."""
-    resnet = net[1] if getattr(net, "adapted", False) else net
-    weight = state.get("conv1.weight", state.get("1.conv1.weight"))
-    if weight is not None and weight.shape[-1] == 3 and resnet.conv1.kernel_size == (7, 7):
-        _cifar_stem(resnet)
+def _weights_have_cifar_stem(path: str) -> bool:
+    """Whether a weights file holds a resnet with the CIFAR stem: one trained here on small
+    images, whose checkpoint as model.weights must keep its stem (in every rebuild of the
+    model, with or without loading the weights). Memory-mapped: only conv1 is read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not readable here: load_weights says why, in one line
+        return False
+    state = state.get("model", state) if isinstance(state, dict) else {}
+    keys = ("conv1.weight", "1.conv1.weight", "net.conv1.weight", "net.1.conv1.weight")
+    weight = next((state[k] for k in keys if k in state), None)
+    return weight is not None and tuple(weight.shape[-2:]) == (3, 3)
 
 
 def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -118,7 +123,9 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
         size = declared if side < declared else None
     net = torchvision.models.get_model(cfg.arch, weights=None, num_classes=num_classes,
                                        **kwargs)
-    if cfg.arch.startswith(CIFAR_STEM_FAMILIES) and cfg.weights is None and side < 64:
+    if cfg.arch.startswith(CIFAR_STEM_FAMILIES) and (
+            side < 64 if cfg.weights is None
+            else _looks_like_file(cfg.weights) and _weights_have_cifar_stem(cfg.weights)):
         _cifar_stem(net)
     if input_shape[0] != 3 or size is not None:
         net = nn.Sequential(input_adapter(input_shape[0], size), net)
@@ -192,8 +199,6 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
         state = _file_state_dict(cfg.weights)
     else:
         state = _hub_state_dict(arch_for_names, cfg.weights)
-    if arch_for_names is not None and arch_for_names.startswith(CIFAR_STEM_FAMILIES):
-        _stem_of_weights(net, state)
     own, head = net.state_dict(), head_name(net) + "."
     prefix = "1." if getattr(net, "adapted", False) else ""
     in_backbone = lambda k: k.startswith(prefix) and not k.startswith(head)
