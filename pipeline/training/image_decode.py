@@ -4,8 +4,8 @@ What photo folders hold, and what each becomes:
 - palette, grey and RGB images with transparency (P with a tRNS chunk, LA, PA, RGBA): laid
   over white, as a page shows them; dropping the alpha instead would show whatever colour the
   editor left under transparent pixels.
-- 16-bit grey (PNG/TIFF, modes I;16* and I): scaled 0..65535 -> 0..255; PIL's own conversion
-  clips every value above 255 to white.
+- 16-bit grey (PNG/TIFF, modes I;16* and I, the latter read as 16-bit too): scaled
+  0..65535 -> 0..255; PIL's own conversion clips every value above 255 to white.
 - CMYK JPEGs (Adobe's inverted ones too) and the rest: PIL's conversion to RGB.
 - a photo with an EXIF orientation tag is turned the way its camera held it; a broken EXIF
   block leaves the image as stored.
@@ -21,8 +21,8 @@ What photo folders hold, and what each becomes:
 
 PIL warns about files it decodes fine (palette transparency, EXIF it cannot parse, the size
 above); those are about PIL, not the data set, so decoding runs inside `quiet()`: `decode`
-enters it per call (also in a DataLoader worker process, which does not inherit a context
-entered elsewhere), `decode_all` once around its threads (Python's warning filters are
+enters it per call (so also in a DataLoader worker process, forked outside any quiet()),
+`decode_all` once around its threads (Python's warning filters are
 process-wide: entered and left by several threads at once, they would be left wrong).
 """
 from __future__ import annotations
