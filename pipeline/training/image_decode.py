@@ -22,8 +22,8 @@ What photo folders hold, and what each becomes:
 PIL warns about files it decodes fine (palette transparency, EXIF it cannot parse, the size
 above); those are about PIL, not the data set, so decoding runs inside `quiet()`: `decode`
 enters it per call (so also in a DataLoader worker process, forked outside any quiet()),
-`decode_all` once around its threads (Python's warning filters are
-process-wide: entered and left by several threads at once, they would be left wrong).
+`decode_all` once around its threads (Python's warning filters are process-wide: entered and
+left by several threads at once, they would be left wrong).
 """
 from __future__ import annotations
 
