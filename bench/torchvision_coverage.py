@@ -1,7 +1,7 @@
 """Every torchvision classifier by name through `pipeline.training.models.build_model`.
 
-    .venv/bin/python -m bench.torchvision_coverage [ARCH ...] [--timeout S]   (all: ~1 hour
-    on 2 shared cores (45 min measured); writes bench/results/torchvision_coverage.md)
+    .venv/bin/python -m bench.torchvision_coverage [ARCH ...] [--timeout S]   (all: 45 min
+    on 2 shared cores; writes bench/results/torchvision_coverage.md)
 
 For each name of `torchvision.models.list_models(module=torchvision.models)` and each of two
 inputs, digits-like (1, 8, 8) with 3 classes and CIFAR-like (3, 32, 32) with 10 classes:
