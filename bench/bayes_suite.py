@@ -178,7 +178,10 @@ def parse_options(pairs: list[str]) -> Bayes:
     values = {}
     for pair in pairs:
         key, _, raw = pair.partition("=")
-        values[key] = json.loads(raw) if raw[:1] in "0123456789-[{tfn\"" else raw
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:  # a bare word: none, yeo-johnson, EI
+            values[key] = raw
     return Bayes(**values)
 
 

@@ -68,6 +68,13 @@ class Bayes(Strict):
     candidates rarely hit closely enough to refine it."""
     local_scale: float = Field(0.1, gt=0.0)
     """`local` only: the largest step of those candidates, as a fraction of each range."""
+    output_warping: Literal["yeo-johnson", "none"] = "yeo-johnson"
+    """`local` only: what the GP is fitted to. yeo-johnson: the metric standardised and
+    power-transformed (HEBO's output warping; monotone, so the best trial stays the best),
+    which keeps a long tail of bad values (a diverged run, the far side of a Branin) from
+    flattening the basin where the optimum is. On the 16-problem suite it took the geometric
+    mean of regret against skopt's defaults from 0.74 to 0.52 (10 seeds); ranks mapped to
+    normal quantiles instead lost on 13 of 16 problems (the magnitudes matter)."""
     log_ei: bool = True
     """`local` only: maximise log EI, which stays finite and ordered where EI underflows to
     0 (far from the incumbent, or next to a pending point). EI itself: Hartmann6 0.0077 vs

@@ -1,9 +1,10 @@
 """The acquisition step: which point to evaluate next, with or without trials still running.
 
 - **Log EI, maximised locally** (`LogEIOptimizer`): log expected improvement stays finite and
-  ordered where EI underflows; it is maximised by L-BFGS-B from the best of 2000 random
-  candidates and 500 perturbations of the 5 best points (random candidates alone rarely land
-  close enough to refine the incumbent). The initial design is max(10, 2.5 x dimensions) LHS
+  ordered where EI underflows; it is maximised by L-BFGS-B (analytic gradient through
+  `pipeline.search.posterior`) from the best of 2000 random candidates and 500 perturbations
+  of the 5 best points (random candidates alone rarely land close enough to refine the
+  incumbent). The GP sees the observations warped (`surrogate.warp_outputs`). The initial design is max(10, 2.5 x dimensions) LHS
   points: 10 suits 2-d Branin, while 6-d Hartmann6 needs ~15 to find its global basin.
 - **Running trials: kriging believer with a frozen kernel** (`LogEIOptimizer.ask_pending`,
   `believer` for the other estimators). A throwaway model holds the real observations plus
@@ -32,14 +33,15 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import erfcx, ndtr
+from scipy.special import erfcx, log_ndtr, ndtr
 from sklearn.base import clone
 from skopt import Optimizer
 from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Dimension
 
 from pipeline.config import Bayes
-from pipeline.search.surrogate import Refits, frozen_gp, gp_estimator, posterior
+from pipeline.search.posterior import Posterior
+from pipeline.search.surrogate import Refits, frozen_gp, gp_estimator, warp_outputs
 
 
 def initial_points(dims: list[Dimension], options: Bayes, budget: int | None = None) -> int:
@@ -73,7 +75,7 @@ def make_optimizer(dims: list[Dimension], options: Bayes, seed: int | None,
                               "n_restarts_optimizer": options.n_restarts_optimizer})
     if local:
         optimizer.local = LocalSearch(options.n_local, options.local_scale, options.xi,
-                                      options.log_ei)
+                                      options.log_ei, options.output_warping)
     return optimizer
 
 
@@ -87,6 +89,8 @@ class LocalSearch:
     xi: float
     log: bool = True
     """Maximise log EI (False: EI itself)."""
+    warping: str = "yeo-johnson"
+    """What the GP is fitted to (`surrogate.warp_outputs`)."""
 
 
 MIN_GAP = 0.02
@@ -113,12 +117,25 @@ def log_h(z: np.ndarray) -> np.ndarray:
 
 
 def log_ei(model: Any, X: np.ndarray, y_best: float, xi: float, log: bool = True) -> np.ndarray:
-    """log expected improvement (minimisation) of `model` at the rows of X."""
-    mu, std = posterior(model, X) if isinstance(model, GaussianProcessRegressor) \
-        else model.predict(X, return_std=True)
+    """log expected improvement (minimisation) of `model` (or its `Posterior`) at the rows
+    of X."""
+    mu, std = (model if isinstance(model, Posterior) else Posterior(model))(X)
     std = np.maximum(std, 1e-12)
     value = np.log(std) + log_h((y_best - xi - mu) / std)
     return value if log else np.exp(value)
+
+
+def log_ei_with_gradient(post: Posterior, x: np.ndarray, y_best: float,
+                         xi: float) -> tuple[float, np.ndarray]:
+    """log EI at one point and its gradient in x, from the posterior's analytic gradient:
+    d log EI = d std / std + Phi(z) / h(z) dz, z = (y_best - xi - mean) / std, with
+    Phi(z) / h(z) taken in logs (it stays finite where both underflow)."""
+    mu, std, mu_grad, std_grad = post.with_gradient(x)
+    std = max(std, 1e-12)
+    z = (y_best - xi - mu) / std
+    value = math.log(std) + float(log_h(np.array([z]))[0])
+    ratio = math.exp(float(log_ndtr(z)) - (value - math.log(std)))
+    return value, std_grad / std + ratio * (-mu_grad - z * std_grad) / std
 
 
 class LogEIOptimizer(Optimizer):
@@ -137,7 +154,7 @@ class LogEIOptimizer(Optimizer):
         if not hasattr(self, "fitting"):
             self.fitting = Refits()  # optimizers pickled before refits were scheduled
         est = self.fitting.fit(self.base_estimator_, self.models[-1] if self.models else None,
-                               self.space.transform(self.Xi), np.asarray(self.yi), self.rng)
+                               self.space.transform(self.Xi), self._y(), self.rng)
         if len(self.models) >= (self.max_model_queue_size or math.inf):
             self.models.pop(0)
         self.models.append(est)
@@ -147,9 +164,13 @@ class LogEIOptimizer(Optimizer):
         result.models = self.models
         return result
 
+    def _y(self) -> np.ndarray:
+        """The observations as the GP sees them (`surrogate.warp_outputs`)."""
+        return warp_outputs(self.yi, getattr(self.local, "warping", "none"))
+
     def _ask(self) -> list[Any]:
         if self._n_initial_points <= 0 and self.models and getattr(self, "_next_x", 1) is None:
-            x = self._maximise(self.models[-1], np.asarray(self.yi, dtype=float), self.rng)
+            x = self._maximise(self.models[-1], self._y(), self.rng)
             self._next_x = self.space.inverse_transform(x.reshape(1, -1))[0]
         return super()._ask()
 
@@ -158,7 +179,7 @@ class LogEIOptimizer(Optimizer):
         believer, kernel frozen: see the module doc); the optimizer itself is not changed."""
         model = self.models[-1]
         Xt = self.space.transform(self.Xi + pending)
-        y = np.concatenate([self.yi, model.predict(Xt[len(self.Xi):])])
+        y = np.concatenate([self._y(), model.predict(Xt[len(self.Xi):])])
         # Kernel frozen; real points keep the fitted noise, believed ones get none, so the
         # variance (and EI) collapses at every pending point even under a fitted noise.
         alpha = np.full(len(y), float(model.alpha))
@@ -194,15 +215,20 @@ class LogEIOptimizer(Optimizer):
         near = np.clip(pick + rng.normal(size=pick.shape) * scales * (high - low),
                        low, high)
         candidates = np.vstack([X, near])
-        values = np.where(far(candidates), log_ei(est, candidates, y_best, xi, self.local.log),
+        post = Posterior(est)
+        values = np.where(far(candidates), log_ei(post, candidates, y_best, xi, self.local.log),
                           -np.inf)
         starts = candidates[np.argsort(-values)[:self.n_restarts_optimizer]]
         step = 1e-6 * (high - low)
 
         def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
-            """-log EI and its forward-difference gradient, in one batched prediction."""
+            """-log EI and its gradient: analytic for the Matern GP, else a forward
+            difference in one batched prediction."""
+            if post.fast and self.local.log:
+                value, grad = log_ei_with_gradient(post, x, y_best, xi)
+                return -value, -grad
             h = np.where(x + step <= high, step, -step)
-            v = log_ei(est, np.vstack([x, x + np.diag(h)]), y_best, xi, self.local.log)
+            v = log_ei(post, np.vstack([x, x + np.diag(h)]), y_best, xi, self.local.log)
             return -float(v[0]), -(v[1:] - v[0]) / h
 
         found = [(values.max(), candidates[np.argmax(values)])]

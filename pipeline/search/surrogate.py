@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.preprocessing import PowerTransformer
 from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import WhiteKernel
@@ -127,15 +128,24 @@ class Refits:
             return frozen_gp(gp.fit(X[rows], y[rows])).fit(X, y)
 
 
-def posterior(gp: GaussianProcessRegressor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of a fitted GP at the rows of X: skopt's `predict` with
-    the variance's K(X, train) K^-1 K(train, X) diagonal as a matrix product (skopt's
-    three-operand einsum loops in C without BLAS: 1.5 s for 2500 candidates at n = 500),
-    and negative variances (rounding) clipped to 0 without a warning."""
-    k_trans = gp.kernel_(X, gp.X_train_)
-    mean = gp.y_train_std_ * (k_trans @ gp.alpha_) + gp.y_train_mean_
-    var = gp.kernel_.diag(X) - np.einsum("ij,ij->i", k_trans @ gp.K_inv_, k_trans)
-    return mean, np.sqrt(np.maximum(var, 0.0) * gp.y_train_std_ ** 2)
+def warp_outputs(y: np.ndarray, method: str) -> np.ndarray:
+    """The values the GP is fitted to: standardised and Yeo-Johnson transformed (the power
+    fitted by maximum likelihood, as HEBO does), or as observed for "none".
+
+    A GP with one output scale models the whole range of the metric at once: a loss that
+    spans 0.4 to 300 (Branin), or a diverged run next to a good one, spends its variance on
+    the bad region and flattens the basin where the optimum is. The transform stretches the
+    low end and compresses the tail, and is monotone, so the ranking of the observations,
+    the incumbent and the point a user gets back are unchanged. On the 16-problem suite
+    (bench/results/bayes_suite.md) it took the geometric mean of our regret over skopt's
+    from 0.74 to about 0.5, Hartmann6 from 0.060 to 0.0014 and Mixed4 from 0.76 to 0.06."""
+    y = np.asarray(y, dtype=float)
+    if method == "none" or len(y) < 3 or np.ptp(y) == 0:
+        return y
+    z = (y - y.mean()) / y.std()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's overflow notes on extreme powers
+        return PowerTransformer(method="yeo-johnson").fit_transform(z[:, None])[:, 0]
 
 
 def frozen_gp(gp: GaussianProcessRegressor) -> GaussianProcessRegressor:

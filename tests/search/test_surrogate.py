@@ -67,12 +67,12 @@ def test_frozen_gp_keeps_the_fitted_kernel_and_noise():
 
 
 def test_posterior_matches_skopts_predict():
-    from pipeline.search.surrogate import posterior
+    from pipeline.search.posterior import Posterior
     rng = np.random.default_rng(0)
     X, Xs = rng.uniform(size=(40, 3)), rng.uniform(size=(25, 3))
     gp = gp_estimator([Real(0, 1)] * 3, Bayes(), 0).fit(X, np.sin(5 * X).sum(1))
     mean, std = gp.predict(Xs, return_std=True)
-    ours = posterior(gp, Xs)
+    ours = Posterior(gp)(Xs)
     assert np.allclose(ours[0], mean) and np.allclose(ours[1], std, atol=1e-9)
 
 
@@ -89,3 +89,30 @@ def test_beyond_200_results_hyperparameters_are_fitted_on_a_subset_and_refitted_
     assert refits.tuned_at == 250 and held.kernel_ == tuned.kernel_
     refits.fit(template, held, X[:TUNE_ON_AT_MOST + 70], y[:TUNE_ON_AT_MOST + 70], rng)
     assert refits.tuned_at == 270
+
+
+def test_warping_keeps_the_order_and_evens_out_a_long_tail():
+    from scipy.stats import skew
+
+    from pipeline.search.surrogate import warp_outputs
+    y = np.exp(np.random.default_rng(0).normal(0, 2, size=60))  # a loss with a long tail
+    warped = warp_outputs(y, "yeo-johnson")
+    assert np.array_equal(np.argsort(warped), np.argsort(y))
+    assert abs(warped.mean()) < 1e-9 and warped.std() == pytest.approx(1.0)
+    assert skew(y) > 3 and abs(skew(warped)) < 1.0
+    assert np.array_equal(warp_outputs(y, "none"), y)
+    assert np.array_equal(warp_outputs(np.ones(5), "yeo-johnson"), np.ones(5))  # no spread
+
+
+def test_the_gp_is_fitted_to_the_warped_observations():
+    from pipeline.search.acquisition import make_optimizer
+    from pipeline.search.surrogate import warp_outputs
+    dims = [Real(0, 1), Real(0, 1)]
+    for warping in ("yeo-johnson", "none"):
+        opt = make_optimizer(dims, Bayes(n_initial_points=6, gp_restarts=0,
+                                         output_warping=warping), 0)
+        for x in opt.ask(8):
+            opt.tell(x, float(np.exp(8 * x[0]) + x[1]))
+        fitted = opt.models[-1]
+        targets = fitted.y_train_ * fitted.y_train_std_ + fitted.y_train_mean_
+        assert targets == pytest.approx(warp_outputs(opt.yi, warping))
