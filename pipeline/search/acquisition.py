@@ -33,13 +33,14 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import erfcx, log_ndtr, ndtr
 from sklearn.base import clone
 from skopt import Optimizer
 from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Dimension
 
 from pipeline.config import Bayes
+from pipeline.search.improvement import log_ei, log_ei_with_gradient
+from pipeline.search.pending import PendingLogEI
 from pipeline.search.posterior import Posterior
 from pipeline.search.surrogate import Refits, frozen_gp, gp_estimator, warp_outputs
 
@@ -75,7 +76,7 @@ def make_optimizer(dims: list[Dimension], options: Bayes, seed: int | None,
                               "n_restarts_optimizer": options.n_restarts_optimizer})
     if local:
         optimizer.local = LocalSearch(options.n_local, options.local_scale, options.xi,
-                                      options.log_ei, options.output_warping)
+                                      options.log_ei, options.output_warping, options.pending)
     return optimizer
 
 
@@ -91,52 +92,14 @@ class LocalSearch:
     """Maximise log EI (False: EI itself)."""
     warping: str = "yeo-johnson"
     """What the GP is fitted to (`surrogate.warp_outputs`)."""
+    pending: str = "fantasies"
+    """How running trials count (`Bayes.pending`)."""
 
 
 MIN_GAP = 0.02
 """Least Euclidean distance, in the normalised space, between a suggestion and a running
 point. The believer alone makes EI ~0 at running points but log EI still ranks their close
 neighbours when the model is confident everywhere else (a converged sweep): 0.004 apart."""
-
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def log_h(z: np.ndarray) -> np.ndarray:
-    """log(z * Phi(z) + phi(z)), accurate where EI underflows (z << 0)."""
-    z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
-    high, mid, low = z > -1, (z <= -1) & (z > -1e4), z <= -1e4
-    zh = z[high]
-    out[high] = np.log(zh * ndtr(zh) + np.exp(-0.5 * zh ** 2 - _LOG_SQRT_2PI))
-    zm = z[mid]  # Phi/phi = sqrt(pi/2) erfcx(-z/sqrt 2): no underflow
-    out[mid] = -0.5 * zm ** 2 - _LOG_SQRT_2PI + np.log1p(
-        zm * math.sqrt(math.pi / 2) * erfcx(-zm / math.sqrt(2)))
-    zl = z[low]
-    out[low] = -0.5 * zl ** 2 - _LOG_SQRT_2PI - 2 * np.log(-zl)
-    return out
-
-
-def log_ei(model: Any, X: np.ndarray, y_best: float, xi: float, log: bool = True) -> np.ndarray:
-    """log expected improvement (minimisation) of `model` (or its `Posterior`) at the rows
-    of X."""
-    mu, std = (model if isinstance(model, Posterior) else Posterior(model))(X)
-    std = np.maximum(std, 1e-12)
-    value = np.log(std) + log_h((y_best - xi - mu) / std)
-    return value if log else np.exp(value)
-
-
-def log_ei_with_gradient(post: Posterior, x: np.ndarray, y_best: float,
-                         xi: float) -> tuple[float, np.ndarray]:
-    """log EI at one point and its gradient in x, from the posterior's analytic gradient:
-    d log EI = d std / std + Phi(z) / h(z) dz, z = (y_best - xi - mean) / std, with
-    Phi(z) / h(z) taken in logs (it stays finite where both underflow)."""
-    mu, std, mu_grad, std_grad = post.with_gradient(x)
-    std = max(std, 1e-12)
-    z = (y_best - xi - mu) / std
-    value = math.log(std) + float(log_h(np.array([z]))[0])
-    ratio = math.exp(float(log_ndtr(z)) - (value - math.log(std)))
-    return value, std_grad / std + ratio * (-mu_grad - z * std_grad) / std
-
 
 class LogEIOptimizer(Optimizer):
     """skopt.Optimizer whose acquisition step maximises log-EI from the best of random
@@ -170,16 +133,25 @@ class LogEIOptimizer(Optimizer):
 
     def _ask(self) -> list[Any]:
         if self._n_initial_points <= 0 and self.models and getattr(self, "_next_x", 1) is None:
-            x = self._maximise(self.models[-1], self._y(), self.rng)
+            y = self._y()
+            acquisition = LogEI(Posterior(self.models[-1]), float(np.min(y)), self.local.xi,
+                                self.local.log)
+            x = self._maximise(acquisition, self.rng)
             self._next_x = self.space.inverse_transform(x.reshape(1, -1))[0]
         return super()._ask()
 
     def ask_pending(self, pending: list[list[Any]], seed: int) -> list[Any]:
-        """The next point with `pending` held at the last model's posterior mean (kriging
-        believer, kernel frozen: see the module doc); the optimizer itself is not changed."""
-        model = self.models[-1]
-        Xt = self.space.transform(self.Xi + pending)
-        y = np.concatenate([self._y(), model.predict(Xt[len(self.Xi):])])
+        """The next point while `pending` trials run (`pipeline.search.pending`, or the
+        kriging believer of the module doc); the optimizer itself is not changed."""
+        model, y = self.models[-1], self._y()
+        rng = np.random.RandomState(seed)
+        Xp = self.space.transform(pending)
+        if getattr(self.local, "pending", "believer") == "fantasies":
+            acquisition = PendingLogEI(model, Xp, float(np.min(y)), self.local.xi,
+                                       int(rng.randint(2 ** 31)))
+            x = self._maximise(acquisition, rng, avoid=Xp)
+            return self.space.inverse_transform(x.reshape(1, -1))[0]
+        y = np.concatenate([y, model.predict(Xp)])
         # Kernel frozen; real points keep the fitted noise, believed ones get none, so the
         # variance (and EI) collapses at every pending point even under a fitted noise.
         alpha = np.full(len(y), float(model.alpha))
@@ -188,11 +160,12 @@ class LogEIOptimizer(Optimizer):
                                           noise=None, alpha=alpha)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fantasy.fit(Xt, y)
-        x = self._maximise(fantasy, y, np.random.RandomState(seed), avoid=Xt[len(self.Xi):])
+            fantasy.fit(self.space.transform(self.Xi + pending), y)
+        acquisition = LogEI(Posterior(fantasy), float(np.min(y)), self.local.xi, self.local.log)
+        x = self._maximise(acquisition, rng, avoid=Xp)
         return self.space.inverse_transform(x.reshape(1, -1))[0]
 
-    def _maximise(self, est: Any, y: np.ndarray, rng: np.random.RandomState,
+    def _maximise(self, acquisition: Any, rng: np.random.RandomState,
                   avoid: np.ndarray | None = None) -> np.ndarray:
         """The (transformed) point of highest acquisition, at least MIN_GAP from `avoid`."""
 
@@ -207,28 +180,26 @@ class LogEIOptimizer(Optimizer):
 
         bounds = np.array(self.space.transformed_bounds, dtype=float)
         low, high = bounds[:, 0], bounds[:, 1]
-        y_best, xi = float(np.min(y)), self.local.xi
         X = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=rng))
-        best = self.space.transform([self.Xi[i] for i in np.argsort(y[:len(self.Xi)])[:5]])
+        best = self.space.transform([self.Xi[i] for i in np.argsort(self.yi)[:5]])
         pick = best[rng.randint(len(best), size=self.local.n_local)]
         scales = self.local.scale * 10.0 ** -rng.randint(0, 3, size=(len(pick), 1))
         near = np.clip(pick + rng.normal(size=pick.shape) * scales * (high - low),
                        low, high)
         candidates = np.vstack([X, near])
-        post = Posterior(est)
-        values = np.where(far(candidates), log_ei(post, candidates, y_best, xi, self.local.log),
-                          -np.inf)
+        values = np.where(far(candidates), acquisition(candidates), -np.inf)
         starts = candidates[np.argsort(-values)[:self.n_restarts_optimizer]]
         step = 1e-6 * (high - low)
+        gradient = getattr(acquisition, "with_gradient", None)
 
         def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
-            """-log EI and its gradient: analytic for the Matern GP, else a forward
-            difference in one batched prediction."""
-            if post.fast and self.local.log:
-                value, grad = log_ei_with_gradient(post, x, y_best, xi)
+            """-acquisition and its gradient: analytic where the acquisition has one, else a
+            forward difference in one batched evaluation."""
+            if gradient is not None:
+                value, grad = gradient(x)
                 return -value, -grad
             h = np.where(x + step <= high, step, -step)
-            v = log_ei(post, np.vstack([x, x + np.diag(h)]), y_best, xi, self.local.log)
+            v = acquisition(np.vstack([x, x + np.diag(h)]))
             return -float(v[0]), -(v[1:] - v[0]) / h
 
         found = [(values.max(), candidates[np.argmax(values)])]
@@ -242,6 +213,25 @@ class LogEIOptimizer(Optimizer):
         rounded = self.space.transform(self.space.inverse_transform(points))
         scores = np.where(far(rounded), [v for v, _ in found], -np.inf)
         return points[int(np.argmax(scores))]
+
+
+@dataclass(frozen=True)
+class LogEI:
+    """log EI of a posterior (EI itself when `log` is off), with the analytic gradient
+    where the posterior has one."""
+    post: Posterior
+    y_best: float
+    xi: float
+    log: bool = True
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return log_ei(self.post, X, self.y_best, self.xi, self.log)
+
+    @property
+    def with_gradient(self) -> Any:
+        if not (self.post.fast and self.log):
+            return None
+        return lambda x: log_ei_with_gradient(self.post, x, self.y_best, self.xi)
 
 
 def nearest(P: np.ndarray, Q: np.ndarray) -> np.ndarray:

@@ -14,10 +14,9 @@ from pipeline.search.acquisition import (
     LogEIOptimizer,
     believer,
     initial_points,
-    log_ei,
-    log_h,
     make_optimizer,
 )
+from pipeline.search.improvement import log_ei, log_h
 
 FAST = Bayes(n_initial_points=5, n_points=300, n_local=100, n_restarts_optimizer=2,
              gp_restarts=0)

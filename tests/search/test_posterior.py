@@ -9,7 +9,7 @@ from skopt.learning.gaussian_process.kernels import RBF
 from skopt.space import Real
 
 from pipeline.config import Bayes
-from pipeline.search.acquisition import log_ei, log_ei_with_gradient
+from pipeline.search.improvement import log_ei, log_ei_with_gradient
 from pipeline.search.posterior import Posterior
 from pipeline.search.surrogate import frozen_gp, gp_estimator
 
