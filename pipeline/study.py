@@ -92,6 +92,9 @@ def init_ray(ctx: SweepContext) -> None:
     # Keeping only the best checkpoint forces a state snapshot per epoch; that is cheap here
     # and the warning about it would repeat every few seconds.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray 2.60's new output engine prints its experiment box and TensorBoard hint even at
+    # verbose=0; the legacy engine is silent there, and our progress lines say it all.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Ray 2.60 turns token authentication on for a new local cluster, and says so in a
     # WARNING at every start: it stays on, the line goes.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(

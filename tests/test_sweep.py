@@ -49,6 +49,9 @@ def test_cli_grid_sweep_leaves_the_mlflow_layout(workdir: Path) -> None:
     # nothing from the libraries reaches the terminal: not Ray's, MLflow's or torch's logs
     assert not [line for line in done.stderr.splitlines() if line.strip()], done.stderr[-3000:]
     assert not re.search(r"\bWARNING\b|\bINFO\b|Warning\b", done.stdout), done.stdout[-3000:]
+    # Ray's own experiment box and TensorBoard hint: our progress lines say it already
+    assert not re.search(r"View detailed results|Configuration for experiment|tensorboard",
+                         done.stdout), done.stdout[-3000:]
 
     client = MlflowClient(local_store())
     experiment = client.get_experiment_by_name("smoke")

@@ -60,5 +60,6 @@ class Progress(tune.Callback):
             return
         self._last_status = time.monotonic()
         running = sum(1 for t in trials if t.status == "RUNNING")
+        best = "none yet" if self.best is None else _short(self.best)
         print(f"... {running} running, {self.finished} finished, {self.failed} failed of "
-              f"{self.total}; best {self.metric} so far {_short(self.best)}", flush=True)
+              f"{self.total}; best {self.metric} so far: {best}", flush=True)
