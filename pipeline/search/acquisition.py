@@ -92,7 +92,7 @@ class LocalSearch:
     """Maximise log EI (False: EI itself)."""
     warping: str = "yeo-johnson"
     """What the GP is fitted to (`surrogate.warp_outputs`)."""
-    pending: str = "fantasies"
+    pending: str = "believer"
     """How running trials count (`Bayes.pending`)."""
 
 

@@ -9,12 +9,11 @@ is the fantasy-averaged EI of Spearmint (Snoek et al. 2012) and what Optuna's GP
 computes as qLogEI over running trials, with the GP's hyperparameters fitted on real results
 only.
 
-It replaced the kriging believer (every running trial pinned at its posterior mean with no
-variance). Pinning makes the model certain at and around a running trial, so the next
-suggestion is pushed a length scale away: in a converged sweep 4 concurrent trials could
-not refine the optimum together (bench/results/bayes_suite.md: Plateau4 c=4 0.055 against
-0.0008 at c=1, noisy Branin 0.80 against 0.09). Averaging over the outcomes keeps a point
-next to a running one worth something when that trial may well disappoint.
+The alternative to the kriging believer (`pipeline.search.acquisition`), which pins every
+running trial at its posterior mean with no variance, so the next suggestion is pushed a
+length scale away from it. On the suite at concurrency 4 the two tie (the `Bayes.pending`
+option says by how much, where), so the believer, which has an analytic gradient, stays
+the default and this is `search.bayes.pending: fantasies`.
 """
 from __future__ import annotations
 

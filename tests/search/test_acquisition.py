@@ -88,8 +88,9 @@ def test_log_ei_optimizer_homes_in_on_a_bowl():
     assert min(optimizer.yi) < 1e-3  # random search at 20 points: ~0.05
 
 
-def test_pending_points_are_avoided_and_the_optimizer_is_left_alone():
-    optimizer = make_optimizer(DIMS, FAST, 0)
+@pytest.mark.parametrize("pending_mode", ["believer", "fantasies"])
+def test_pending_points_are_avoided_and_the_optimizer_is_left_alone(pending_mode):
+    optimizer = make_optimizer(DIMS, FAST.model_copy(update={"pending": pending_mode}), 0)
     run(optimizer, 12)
     told = (list(optimizer.Xi), list(optimizer.yi))
     best = optimizer.Xi[int(np.argmin(optimizer.yi))]
