@@ -46,5 +46,15 @@ def log_ei_with_gradient(post: Posterior, x: np.ndarray, y_best: float,
     std = max(std, 1e-12)
     z = (y_best - xi - mu) / std
     value = math.log(std) + float(log_h(np.array([z]))[0])
-    ratio = math.exp(float(log_ndtr(z)) - (value - math.log(std)))
+    ratio = phi_over_h(z)
     return value, std_grad / std + ratio * (-mu_grad - z * std_grad) / std
+
+
+def phi_over_h(z: float) -> float:
+    """Phi(z) / h(z), the derivative of log h at z. In logs while both stay representable;
+    below -30 by its expansion -z - 2/z (relative error ~1/z^4): there the two logs are
+    ~1e19 apart from 0 at z = -1e10 and their difference is rounding noise (it overflowed
+    exp() in a 300-trial sweep whose GP had collapsed its variance between close points)."""
+    if z < -30.0:
+        return -z - 2.0 / z
+    return math.exp(float(log_ndtr(z)) - float(log_h(np.array([z]))[0]))

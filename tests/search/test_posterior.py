@@ -73,3 +73,16 @@ def test_other_kernels_go_through_the_estimator() -> None:
     assert not post.fast
     mean, std = gp.predict(X, return_std=True)
     assert np.allclose(post(X)[0], mean) and np.allclose(post(X)[1], std, atol=1e-9)
+
+
+def test_log_ei_gradient_stays_finite_where_the_variance_collapses() -> None:
+    """At an observed point of a noiseless GP the std is ~0 and z ~ -1e10: the difference of
+    log Phi and log h there is rounding noise (it overflowed exp() in a 300-trial sweep)."""
+    from pipeline.search.improvement import phi_over_h
+    assert phi_over_h(-1e10) == pytest.approx(1e10)
+    assert phi_over_h(-30.0 - 1e-9) == pytest.approx(phi_over_h(-30.0 + 1e-9), rel=1e-5)
+    gp, X, _ = _fitted(noise=1e-10)
+    post = Posterior(gp)
+    y_best = float(post(X)[0].min()) - 1e5  # z ~ -1e10 at a training point
+    value, grad = log_ei_with_gradient(post, X[3], y_best, 0.0)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
