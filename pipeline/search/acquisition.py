@@ -42,7 +42,7 @@ from pipeline.config import Bayes
 from pipeline.search.improvement import log_ei, log_ei_with_gradient
 from pipeline.search.pending import PendingLogEI
 from pipeline.search.posterior import Posterior
-from pipeline.search.surrogate import Refits, frozen_gp, gp_estimator, warp_outputs
+from pipeline.search.surrogate import Refits, Warping, frozen_gp, gp_estimator
 
 
 def initial_points(dims: list[Dimension], options: Bayes, budget: int | None = None) -> int:
@@ -62,10 +62,13 @@ def make_optimizer(dims: list[Dimension], options: Bayes, seed: int | None,
     `LogEIOptimizer` for a GP with EI and the `local` acquisition optimiser."""
     is_gp = options.base_estimator == "GP"
     estimator = gp_estimator(dims, options, seed) if is_gp else options.base_estimator
+    categorical = all(isinstance(d, Categorical) for d in dims)
     local = is_gp and options.acq_optimizer == "local" and options.acq_func == "EI" \
-        and not all(isinstance(d, Categorical) for d in dims)  # skopt samples those
-    acq_optimizer = "sampling" if not is_gp else "lbfgs" if options.acq_optimizer == "local" \
-        else options.acq_optimizer  # trees have no gradient
+        and not categorical
+    # Trees have no gradient, and skopt refuses L-BFGS on a space of choices alone (a
+    # `choice:`-only bayes sweep failed at its first trial): both sample.
+    acq_optimizer = "sampling" if not is_gp or categorical else \
+        "lbfgs" if options.acq_optimizer == "local" else options.acq_optimizer
     optimizer = (LogEIOptimizer if local else Optimizer)(
         dims, estimator, n_initial_points=initial_points(dims, options, budget),
         initial_point_generator=options.initial_point_generator, acq_func=options.acq_func,
@@ -128,8 +131,10 @@ class LogEIOptimizer(Optimizer):
         return result
 
     def _y(self) -> np.ndarray:
-        """The observations as the GP sees them (`surrogate.warp_outputs`)."""
-        return warp_outputs(self.yi, getattr(self.local, "warping", "none"))
+        """The observations as the GP sees them (`surrogate.Warping`)."""
+        if not hasattr(self, "warping"):  # an optimizer pickled before outputs were warped
+            self.warping = Warping(getattr(self.local, "warping", "none"))
+        return self.warping(self.yi)
 
     def _ask(self) -> list[Any]:
         if self._n_initial_points <= 0 and self.models and getattr(self, "_next_x", 1) is None:

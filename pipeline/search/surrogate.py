@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from scipy.stats import yeojohnson
 from sklearn.preprocessing import PowerTransformer
 from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
@@ -128,9 +129,10 @@ class Refits:
             return frozen_gp(gp.fit(X[rows], y[rows])).fit(X, y)
 
 
-def warp_outputs(y: np.ndarray, method: str) -> np.ndarray:
+def warp_outputs(y: np.ndarray, method: str, power: float | None = None) -> np.ndarray:
     """The values the GP is fitted to: standardised and Yeo-Johnson transformed (the power
-    fitted by maximum likelihood, as HEBO does), or as observed for "none".
+    fitted by maximum likelihood, as HEBO does, or `power` when given), or as observed for
+    "none".
 
     A GP with one output scale models the whole range of the metric at once: a loss that
     spans 0.4 to 300 (Branin), or a diverged run next to a good one, spends its variance on
@@ -138,14 +140,51 @@ def warp_outputs(y: np.ndarray, method: str) -> np.ndarray:
     low end and compresses the tail, and is monotone, so the ranking of the observations,
     the incumbent and the point a user gets back are unchanged. On the 16-problem suite
     (bench/results/bayes_suite.md) it took the geometric mean of our regret over skopt's
-    from 0.74 to about 0.5, Hartmann6 from 0.060 to 0.0014 and Mixed4 from 0.76 to 0.06."""
+    from 0.74 to about 0.5, Hartmann6 from 0.060 to 0.0008 and Mixed4 from 0.76 to 0.06."""
     y = np.asarray(y, dtype=float)
     if method == "none" or len(y) < 3 or np.ptp(y) == 0:
         return y
-    z = (y - y.mean()) / y.std()
+    z = ((y - y.mean()) / y.std())[:, None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy's overflow notes on extreme powers
-        return PowerTransformer(method="yeo-johnson").fit_transform(z[:, None])[:, 0]
+        transform = PowerTransformer(method="yeo-johnson")
+        if power is None:
+            return transform.fit_transform(z)[:, 0]
+        warped = yeojohnson(z[:, 0], power)
+    return (warped - warped.mean()) / (warped.std() or 1.0)
+
+
+def fit_power(y: np.ndarray) -> float | None:
+    """The Yeo-Johnson power `warp_outputs` would fit to y (None where it fits none)."""
+    y = np.asarray(y, dtype=float)
+    if len(y) < 3 or np.ptp(y) == 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(PowerTransformer(method="yeo-johnson").fit(
+            ((y - y.mean()) / y.std())[:, None]).lambdas_[0])
+
+
+@dataclass
+class Warping:
+    """`warp_outputs` for a growing list of results, its power refitted once the results
+    grew by RETUNE_GROWTH (as the GP's hyperparameters are beyond TUNE_ON_AT_MOST): the
+    maximum-likelihood fit of the power took half the searcher's time in a 300-trial sweep,
+    and one more result barely moves it."""
+    method: str
+    power: float | None = None
+    fitted_at: int = 0
+    cached: tuple[int, np.ndarray] | None = None
+
+    def __call__(self, y: list[float]) -> np.ndarray:
+        if self.cached is not None and self.cached[0] == len(y):
+            return self.cached[1]
+        if self.method != "none" and (self.power is None
+                                      or len(y) >= self.fitted_at * (1 + RETUNE_GROWTH)):
+            self.power, self.fitted_at = fit_power(y), len(y)
+        warped = warp_outputs(y, self.method, self.power)
+        self.cached = (len(y), warped)
+        return warped
 
 
 def frozen_gp(gp: GaussianProcessRegressor) -> GaussianProcessRegressor:

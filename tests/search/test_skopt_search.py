@@ -226,3 +226,18 @@ def test_ray_tune_runs_the_searchers_suggestions(ray_local, tmp_path: Path):
     saved = load_saved(results.experiment_path, results.filesystem)  # what Tune kept of it
     assert sorted(y for cell in saved._cells for y in cell.optimizer.yi) == told
     assert load_saved(str(tmp_path), results.filesystem) is None  # no sweep folder there
+
+
+def test_a_space_of_choices_alone_is_searched():
+    """skopt refuses L-BFGS on a categorical-only space: such a sweep failed at its first
+    trial before the acquisition was sampled there."""
+    search = SkoptSearch({"model": {"arch": tune.choice(["mlp", "cnn", "resnet18"]),
+                                    "act": tune.choice(["relu", "gelu"])}},
+                         options=Bayes(n_initial_points=3), metric="val_loss", mode="min",
+                         seed=0, max_concurrent=2)
+    scores = {("cnn", "gelu"): 0.1}
+    for i in range(8):
+        config = search.suggest(str(i))["model"]
+        search.on_trial_complete(str(i), {"val_loss": scores.get(
+            (config["arch"], config["act"]), 1.0)})
+    assert search._cells[0].optimizer.models  # the surrogate took over after the design

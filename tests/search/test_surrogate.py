@@ -115,4 +115,19 @@ def test_the_gp_is_fitted_to_the_warped_observations():
             opt.tell(x, float(np.exp(8 * x[0]) + x[1]))
         fitted = opt.models[-1]
         targets = fitted.y_train_ * fitted.y_train_std_ + fitted.y_train_mean_
-        assert targets == pytest.approx(warp_outputs(opt.yi, warping))
+        power = opt.warping.power
+        assert targets == pytest.approx(warp_outputs(opt.yi, warping, power))
+        assert (power is None) == (warping == "none")
+
+
+def test_the_warping_power_is_refitted_on_growth_and_matches_a_fresh_fit():
+    from pipeline.search.surrogate import RETUNE_GROWTH, Warping, fit_power, warp_outputs
+    y = list(np.exp(np.random.default_rng(1).normal(0, 2, size=120)))
+    warping = Warping("yeo-johnson")
+    assert warping(y[:100]) == pytest.approx(warp_outputs(y[:100], "yeo-johnson"))
+    assert warping.power == pytest.approx(fit_power(y[:100]))
+    grown = int(100 * (1 + RETUNE_GROWTH))
+    warping(y[:grown - 1])
+    assert warping.fitted_at == 100  # under 5% more: the power stays
+    warping(y[:grown])
+    assert warping.fitted_at == grown and warping.power == pytest.approx(fit_power(y[:grown]))
