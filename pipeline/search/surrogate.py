@@ -98,9 +98,13 @@ TUNE_ON_AT_MOST = 200
 size and the GP then conditioned on all of them: the marginal likelihood's gradient costs
 O(n^3 + n^2 d) per step, 0.45 s at n = 500 in 6-d (~100 steps a fit), one conditioning O(n^3)
 once. Length scales and noise are global properties that 200 points pin down."""
+RETUNE_FROM = 60
+"""Up to this many observations the hyperparameters are refitted after every result; beyond
+it only once the data grew RETUNE_GROWTH since the last fit (every 5 results at n = 100, 25
+at n = 500), the kernel kept as fitted in between. A warm refit per result was a third of
+the searcher's time in a 300-trial sweep at concurrency 16; what refitting this rarely from
+10 results on costs in regret on the suite is in README."""
 RETUNE_GROWTH = 0.05
-"""Beyond TUNE_ON_AT_MOST, hyperparameters are refitted only once the data grew this much
-since the last fit (every 25 results at n = 500); in between the kernel stays as fitted."""
 
 
 @dataclass
@@ -118,7 +122,7 @@ class Refits:
             warnings.simplefilter("ignore")  # sklearn's convergence notes, skopt's variances
             if not isinstance(template, GaussianProcessRegressor):
                 return clone(template).fit(X, y)
-            if last is not None and n > TUNE_ON_AT_MOST \
+            if last is not None and n > RETUNE_FROM \
                     and n < self.tuned_at * (1 + RETUNE_GROWTH):
                 return frozen_gp(last).fit(X, y)
             gp = warm_gp(template, last, restart=self.fits % RESTART_EVERY == 0)
@@ -168,7 +172,7 @@ def fit_power(y: np.ndarray) -> float | None:
 @dataclass
 class Warping:
     """`warp_outputs` for a growing list of results, its power refitted once the results
-    grew by RETUNE_GROWTH (as the GP's hyperparameters are beyond TUNE_ON_AT_MOST): the
+    grew by RETUNE_GROWTH (as the GP's hyperparameters are beyond RETUNE_FROM): the
     maximum-likelihood fit of the power took half the searcher's time in a 300-trial sweep,
     and one more result barely moves it."""
     method: str

@@ -131,3 +131,21 @@ def test_the_warping_power_is_refitted_on_growth_and_matches_a_fresh_fit():
     assert warping.fitted_at == 100  # under 5% more: the power stays
     warping(y[:grown])
     assert warping.fitted_at == grown and warping.power == pytest.approx(fit_power(y[:grown]))
+
+
+def test_beyond_retune_from_hyperparameters_wait_for_growth():
+    from pipeline.search.surrogate import RETUNE_FROM, RETUNE_GROWTH, Refits
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(RETUNE_FROM + 20, 2))
+    y = np.sin(4 * X).sum(1)
+    template, refits = gp_estimator([Real(0, 1)] * 2, Bayes(), 0), Refits()
+    last = None
+    for n in range(RETUNE_FROM - 2, RETUNE_FROM + 1):  # every result up to RETUNE_FROM
+        last = refits.fit(template, last, X[:n], y[:n], rng)
+        assert refits.tuned_at == n
+    held = refits.fit(template, last, X[:RETUNE_FROM + 1], y[:RETUNE_FROM + 1], rng)
+    assert refits.tuned_at == RETUNE_FROM and held.kernel_ == last.kernel_
+    assert len(held.X_train_) == RETUNE_FROM + 1  # conditioned on the new result all the same
+    grown = int(np.ceil(RETUNE_FROM * (1 + RETUNE_GROWTH)))
+    refits.fit(template, held, X[:grown], y[:grown], rng)
+    assert refits.tuned_at == grown
