@@ -69,3 +69,18 @@ def test_every_method_runs_the_budget_on_a_mixed_space_and_beats_nothing_impossi
         assert {v["optimizer"] for v in run.points} <= set(problems.MIXED_SCALE)
         assert all(isinstance(v["layers"], int) for v in run.points)
         assert min(run.observed) >= problem.minimum
+
+
+def test_the_cache_key_follows_the_code_not_its_docstrings(tmp_path):
+    from bench.bayes_suite import code_digest
+
+    source = tmp_path / "searcher.py"
+
+    def digest(text: str) -> str:
+        source.write_text(text)
+        return code_digest([source])
+
+    base = digest('"""Module."""\ndef f(x):\n    """Why."""\n    return x + 1  # note\n')
+    assert digest('"""Other."""\ndef f(x):\n    """Reworded."""\n    return x + 1\n') == base
+    assert digest('def f(x):\n    return x + 2\n') != base
+    assert digest('def f(x):\n    """Only a docstring."""\n') != digest('def f(x):\n    return\n')
