@@ -102,8 +102,8 @@ RETUNE_FROM = 60
 """Up to this many observations the hyperparameters are refitted after every result; beyond
 it only once the data grew RETUNE_GROWTH since the last fit (every 5 results at n = 100, 25
 at n = 500), the kernel kept as fitted in between. A warm refit per result was a third of
-the searcher's time in a 300-trial sweep at concurrency 16; what refitting this rarely from
-10 results on costs in regret on the suite is in README."""
+the searcher's time in a 300-trial sweep at concurrency 16. The suite's budgets are at most
+60 results, so its figures are those of a refit after every result."""
 RETUNE_GROWTH = 0.05
 
 
