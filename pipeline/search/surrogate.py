@@ -103,7 +103,9 @@ RETUNE_FROM = 60
 it only once the data grew RETUNE_GROWTH since the last fit (every 5 results at n = 100, 25
 at n = 500), the kernel kept as fitted in between. A warm refit per result was a third of
 the searcher's time in a 300-trial sweep at concurrency 16. The suite's budgets are at most
-60 results, so its figures are those of a refit after every result."""
+60 results, so its figures are those of a refit after every result; the suite run with this
+set to 10 (refits on 5% growth from 10 results on) came out at 0.98 of that geometric mean
+of regret (16 problems x 10 seeds, per problem 0.63 to 1.33 either way): no visible cost."""
 RETUNE_GROWTH = 0.05
 
 
