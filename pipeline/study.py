@@ -23,7 +23,8 @@ from pipeline import context
 from pipeline.config import LR_RANGE, ConfigError, Experiment, mutable_paths
 from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
-from pipeline.execution import budget, cluster, journal, result_files, stopping, storage
+from pipeline.execution import (budget, cluster, held_deletions, journal, result_files, stopping,
+                                storage)
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import share, train_trial, with_placement
 from pipeline.results import history, report, tracking
@@ -247,7 +248,8 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
                    sweep.restorable)
     started = time.perf_counter()
     try:
-        results, signum = stopping.fit_until_signal(tuner)
+        with held_deletions.held():  # until the journal no longer names them
+            results, signum = stopping.fit_until_signal(tuner)
     except KeyboardInterrupt:  # a signal before Tune's own handler was in place
         results, signum = None, signal.SIGINT
     except BaseException:

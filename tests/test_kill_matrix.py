@@ -66,6 +66,16 @@ def reported(_: Path) -> bool:
                                                         for r in runs)
 
 
+def a_trial_reported_and_runs(_: Path) -> bool:
+    """Some trial has reported and has not finished: the kill lands mid-trial.
+
+    Unlike `reported`, any of the sweep's trials opens this window, not only the first ones: a
+    built-in trial on digits trains its three epochs in about a second, and a loaded machine can
+    poll MLflow past the first trials' windows.
+    """
+    return any(r.data.metrics and r.info.status == "RUNNING" for r in child_runs())
+
+
 def mid_step(n: int) -> Callable[[Path], bool]:
     """The custom trainable has entered its n-th step somewhere (its marker files)."""
     return lambda workdir: any(p.name.endswith(f"-{n}") for p in (workdir / "m").iterdir())
@@ -88,7 +98,7 @@ CASES = [
     Case("bayes", 1, "custom", "after-trial-2", finished(2)),  # the case of the report
     Case("bayes", 1, "custom", "mid-step", mid_step(2)),
     Case("bayes", 2, "custom", "in-suggestion", finished(2), 0.15),
-    Case("bayes", 2, "builtin", "mid-trial", reported),
+    Case("bayes", 2, "builtin", "mid-trial", a_trial_reported_and_runs),
     Case("random", 1, "builtin", "before-summary", finished(TRIALS)),
     Case("random", 2, "custom", "before-first-end", reported, 0.3),
 ]
@@ -120,8 +130,26 @@ def test_a_killed_sweep_resumes_to_the_same_result(workdir: Path, case: Case) ->
     time.sleep(case.delay_s)
     first.signal(signal.SIGKILL)
     first.finish()
-    before = {r.data.tags["trial_id"]: r for r in child_runs()}
+    resumes_as_if_never_stopped(workdir, exp_file, case)
 
+
+@pytest.mark.slow
+def test_a_kill_as_tune_drops_a_surplus_checkpoint_resumes(workdir: Path) -> None:
+    """Tune's manager deletes a checkpoint it no longer keeps when it registers a newer one, in
+    the middle of a step; the journal saves at the step's end. Killed in between, the journal
+    must still name a checkpoint that exists."""
+    case = Case("bayes", 2, "builtin", "checkpoint-drop", lambda _: True)
+    exp_file = sweep_file(workdir, case)
+    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at_checkpoint_drop").finish()
+    assert code == -signal.SIGKILL, err[-3000:]  # it died at the drop, not after the sweep
+    resumes_as_if_never_stopped(workdir, exp_file, case)
+    # and the drops were done in the end: the best checkpoint and the latest per trial
+    for trial_folder in (workdir / "ray_results").glob("rel-*/train_trial_*"):
+        assert len(list(trial_folder.glob("checkpoint_*"))) <= 2, trial_folder
+
+
+def resumes_as_if_never_stopped(workdir: Path, exp_file: Path, case: Case) -> None:
+    before = {r.data.tags["trial_id"]: r for r in child_runs()}
     code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     runs = child_runs()

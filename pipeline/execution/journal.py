@@ -10,7 +10,8 @@ ended:
 - `Journal` has Tune write its state to the staging folder (`TuneController.save_to_dir`: Ray
   hands callbacks no controller, so it is found as the caller of the callback), copies those
   files into `journal/<n>/` beside Tune's own and only then points `journal/CURRENT` at them,
-  so the journal always holds one complete snapshot;
+  so the journal always holds one complete snapshot, and only then deletes the checkpoints
+  Tune's manager let go of (`held_deletions`: the snapshot before named them);
 - callbacks after it in the list (the MLflow logger) send what they queued only then, so
   everything MLflow shows is in the journal, and what MLflow may lack (the logger's queue is
   part of the snapshot) is replayed on resume;
@@ -32,6 +33,8 @@ from typing import Any
 
 import pyarrow.fs
 from ray import tune
+
+from pipeline.execution import held_deletions
 
 JOURNAL_DIR = "journal"
 POINTER = "CURRENT"
@@ -161,6 +164,7 @@ class Journal(tune.Callback):
         snapshot folder, then point at it."""
         started = time.perf_counter()
         _settle(storage)
+        covered = held_deletions.queued()  # Tune's deletions this snapshot no longer needs
         write_staged()
         fs, root = storage.storage_filesystem, storage.experiment_fs_path
         staged = [info for info in _files(pyarrow.fs.LocalFileSystem(),
@@ -180,6 +184,7 @@ class Journal(tune.Callback):
         # Local: write aside, then rename over the pointer (atomic). S3: one PUT is atomic.
         _write(fs, f"{pointer}.tmp", f"{self._sequence:08d}".encode())
         fs.move(f"{pointer}.tmp", pointer)
+        held_deletions.release(covered)
         for old in range(self._sequence - KEEP_SNAPSHOTS, 0, -1):
             old_folder = f"{root}/{JOURNAL_DIR}/{old:08d}"
             if fs.get_file_info(old_folder).type != pyarrow.fs.FileType.Directory:

@@ -6,9 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.fs
+from ray.train._internal import checkpoint_manager
 from ray.train._internal.storage import _FilesystemSyncer
 
-from pipeline.execution import journal
+from pipeline.execution import held_deletions, journal
 
 STATE = {"experiment_state-s1.json": "{trials: 1}", "searcher-state-s1.pkl": "searcher 1",
          "callback-states-s1.pkl": "queue 1"}
@@ -101,3 +102,39 @@ def test_tune_stages_again_only_once_its_background_copy_is_done(tmp_path: Path)
     journal.Journal().save(where, write_staged)
     assert copying_while_staged == [False]
     assert sorted(p.name for p in copy.iterdir()) == sorted(STATE)  # that copy completed
+
+
+def test_a_dropped_checkpoint_is_deleted_only_once_a_snapshot_no_longer_names_it(
+        tmp_path: Path) -> None:
+    """Tune's manager deletes a surplus checkpoint mid-step; the journal saves at the step's end.
+    Deleted at once, a kill in between left the journal naming a missing checkpoint."""
+    where, fs = storage(tmp_path), pyarrow.fs.LocalFileSystem()
+    old, newer = tmp_path / "checkpoint_000000", tmp_path / "checkpoint_000001"
+    old.mkdir(), newer.mkdir()
+    stage(where, STATE)
+    saver = journal.Journal()
+    with held_deletions.held():
+        checkpoint_manager._delete_fs_path(fs=fs, fs_path=str(old))  # as the manager calls it
+        assert old.is_dir()  # the current snapshot may still name it
+
+        def write_staged() -> None:  # a drop while staging: not covered by this snapshot
+            checkpoint_manager._delete_fs_path(fs=fs, fs_path=str(newer))
+
+        saver.save(where, write_staged)
+        assert not old.exists() and newer.is_dir()
+        saver.save(where)
+        assert not newer.exists()
+    assert checkpoint_manager._delete_fs_path is held_deletions._ray_delete
+
+
+def test_drops_still_held_when_the_sweep_stops_stay_on_storage(tmp_path: Path) -> None:
+    fs, old = pyarrow.fs.LocalFileSystem(), tmp_path / "checkpoint_000000"
+    old.mkdir()
+    try:
+        with held_deletions.held():
+            checkpoint_manager._delete_fs_path(fs=fs, fs_path=str(old))
+            raise KeyboardInterrupt  # stopped before the journal saved
+    except KeyboardInterrupt:
+        pass
+    assert old.is_dir() and held_deletions.queued() == 0
+    assert checkpoint_manager._delete_fs_path is held_deletions._ray_delete
