@@ -23,8 +23,15 @@ from pipeline import context
 from pipeline.config import LR_RANGE, ConfigError, Experiment, mutable_paths
 from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
-from pipeline.execution import (budget, cluster, held_deletions, journal, result_files, stopping,
-                                storage)
+from pipeline.execution import (
+    budget,
+    cluster,
+    held_deletions,
+    journal,
+    result_files,
+    stopping,
+    storage,
+)
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import share, train_trial, with_placement
 from pipeline.results import history, report, tracking
