@@ -74,10 +74,9 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
         order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
-    run = runs[0]
-    sweep = Sweep(run.data.tags[SWEEP_TAG], run.data.tags["storage_path"], run.info.run_id)
-    restorable = tune.Tuner.can_restore(*storage.tune_location(sweep.path))
-    return Sweep(sweep.name, sweep.storage_path, sweep.parent_run_id, restorable)
+    tags = runs[0].data.tags
+    sweep = Sweep(tags[SWEEP_TAG], tags["storage_path"], runs[0].info.run_id)
+    return replace(sweep, restorable=tune.Tuner.can_restore(*storage.tune_location(sweep.path)))
 
 
 def load_checked(exp: Experiment) -> datasets.Tensors:
