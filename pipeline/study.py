@@ -102,13 +102,13 @@ def init_ray(ctx: SweepContext) -> None:
     # Ray 2.60's new output engine prints its experiment box and TensorBoard hint even at
     # verbose=0; the legacy engine is silent there, and our progress lines say it all.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Ray 2.60 turns token authentication on for a new local cluster, and says so in a
-    # WARNING at every start: it stays on, the line goes.
+    # Ray 2.60 warns at each local start that token authentication is on: it stays on, quietly
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR)
     if not ray.is_initialized():
-        ray.init(address=ctx.ray_address, include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"env_vars": ctx.worker_env})
+        with stopping.own_sessions():  # out of the terminal's process group: see stopping
+            ray.init(address=ctx.ray_address, include_dashboard=False, logging_level="WARNING",
+                     runtime_env={"env_vars": ctx.worker_env})
 
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:

@@ -52,8 +52,13 @@ class Cli:
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
         return code, self.out.read_text(), self.err.read_text()
 
-    def signal(self, sig: int) -> None:
-        os.killpg(self.process.pid, sig) if sig == signal.SIGKILL else \
+    def signal(self, sig: int, group: bool = False) -> None:
+        """To the CLI's process alone (`kill PID`, a container stop), or with `group` to its
+        whole process group (a terminal's Ctrl-C or hang-up, `timeout`); SIGKILL always to the
+        group, as a lost machine takes every process."""
+        if group or sig == signal.SIGKILL:
+            os.killpg(self.process.pid, sig)
+        else:
             self.process.send_signal(sig)
 
     def running(self) -> bool:

@@ -7,18 +7,31 @@ shutdown, systemd) and SIGHUP (a closed terminal) would otherwise kill the drive
 Ray's own handler, with a C-level stack dump and nothing saved: here they go through Tune's
 SIGINT handler instead. A second signal during that shutdown ends the process at once, still
 without a dump; the journal (`pipeline.execution.journal`) makes that safe too.
+
+A terminal's Ctrl-C and hang-up, `timeout` and `kill -TERM -PGID` signal the whole process
+group, and Ray starts its local processes (GCS, raylet, and through it the workers) in the
+driver's: a SIGTERM or SIGHUP killed the GCS under the driver as it saved, which then waited
+60 s for it and died in C++. `own_sessions` starts them in sessions of their own, so the
+signal reaches only the driver; they still die with it (Ray's kernel fate-sharing, the
+condition for doing this at all). Tune's two warnings about a stop (one naming
+`Tuner.restore`, which is not how a sweep here goes on) become one line of ours.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import ray
 from ray import tune
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOPPING = "stopping: saving the sweep's state for --resume (a second signal stops at once)"
 
 
 def exit_code(signum: int) -> int:
@@ -42,6 +55,7 @@ def fit_until_signal(tuner: tune.Tuner) -> tuple[tune.ResultGrid, int | None]:
     if threading.current_thread() is not threading.main_thread() \
             or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0":
         return tuner.fit(), None
+    say_stops_our_way()
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, *STOP_SIGNALS)}
     received: list[int] = []
     forward = _forward_to_tune(received)
@@ -55,3 +69,53 @@ def fit_until_signal(tuner: tune.Tuner) -> tuple[tune.ResultGrid, int | None]:
     finally:
         for signum, handler in before.items():  # Tune leaves its own SIGINT handler installed
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def own_sessions() -> Iterator[None]:
+    """Processes Ray starts in here (a local cluster's) lead sessions of their own."""
+    from ray._private import services, utils
+
+    if not sys.platform.startswith("linux") or not utils.detect_fate_sharing_support():
+        yield  # without fate-sharing Ray's reaper cleans up by process group: leave them in it
+        return
+    popen = services.ConsolePopen
+
+    class OwnSession(popen):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "start_new_session": True})
+
+    services.ConsolePopen = OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
+
+
+class _OurStopLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Stop signal received"):
+            print(STOPPING, file=sys.stderr, flush=True)
+            return False
+        return not message.startswith("Experiment has been interrupted")
+
+
+def say_stops_our_way() -> None:
+    """Tune's warnings about a stop give way to `STOPPING` and, at the end, the CLI's line."""
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _OurStopLines) for f in tune_logger.filters):
+        tune_logger.addFilter(_OurStopLines())
+
+
+def shut_down_ray(code: int) -> None:
+    """Stop the local Ray now rather than at exit, where a Ctrl-C during its seconds of
+    shutdown printed a traceback; a signal now ends the process with the command's code
+    (the work is done and saved, and Ray's processes die with it)."""
+    if not ray.is_initialized():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(signum, lambda *_: os._exit(code))
+    ray.shutdown()

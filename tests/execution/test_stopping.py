@@ -1,0 +1,54 @@
+"""How the CLI's Ray stops: its local processes out of the terminal's process group, and a
+signal while Ray shuts down at the end ending the process quietly. Real Ray, in a process of
+its own (these change process-wide state: signal handlers, sessions)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+
+SCRIPT = """
+import os, signal, threading, time
+import ray
+from pipeline.execution import stopping
+
+with stopping.own_sessions():
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+
+def session_of(pid):
+    with open(f"/proc/{pid}/stat") as stat:  # the fields after the name: state ppid pgrp sid
+        return stat.read().rsplit(")", 1)[1].split()[3]
+
+children = [int(p) for p in os.listdir("/proc") if p.isdigit()
+            and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())]
+print("children", len(children))
+print("in the driver's session", sum(session_of(p) == session_of(os.getpid()) for p in children))
+
+# Ctrl-C while Ray shuts down at the end (ray.shutdown sleeps 0.5 s in its loop)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+stopping.shut_down_ray(7)
+time.sleep(5)  # the signal ends the process before this does
+print("not stopped")
+"""
+
+
+@pytest.mark.slow
+def test_ray_leaves_the_terminal_group_and_a_stop_during_its_shutdown_is_quiet() -> None:
+    with tempfile.TemporaryDirectory(prefix="ray", dir="/tmp") as ray_tmp:
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": ray_tmp},
+            cwd=Path(ray_tmp), start_new_session=True)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("children ") and int(lines[0].split()[1]) >= 2, done.stderr
+    # the GCS, raylet... would get the SIGTERM / SIGHUP meant for the driver
+    assert lines[1] == "in the driver's session 0"
+    assert "not stopped" not in lines
+    assert done.returncode == 7
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
