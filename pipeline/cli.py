@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt as error:  # also study.Interrupted, after SIGTERM or SIGHUP too
-        print(f"interrupted: {str(error) or 'continue the sweep with --resume'}", file=sys.stderr)
+    except KeyboardInterrupt as error:  # also stopping.Interrupted, after SIGTERM or SIGHUP too
+        print(f"interrupted: {str(error) or 'stopped before anything was saved'}", file=sys.stderr)
         return getattr(error, "exit_code", 130)
     except Exception as error:  # a run-time failure: one line, the traceback is in Ray's logs
         print(f"failed: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import context, study
+from pipeline import context, lr_stage, study
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.context import SweepContext
 from pipeline.results import plots, report, tracking
@@ -158,7 +158,7 @@ def _resolve_lr(exp: Experiment, ctx: SweepContext, store: tracking.Store,
     if not exp.lr_range_test.enabled or exp.trainable is not None:
         return exp
     study.init_ray(ctx)
-    exp, bounds = study.lr_stage(exp, datasets.load(exp.data, exp.seed), store, run_id)
+    exp, bounds = lr_stage.run(exp, datasets.load(exp.data, exp.seed), store, run_id)
     if bounds is None:
         return exp
     space = {path: {"loguniform": list(bounds)} if spec == LR_RANGE else spec

@@ -9,7 +9,6 @@ import importlib
 import logging
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,8 +18,8 @@ from typing import Any
 import ray
 from ray import tune
 
-from pipeline import context
-from pipeline.config import LR_RANGE, ConfigError, Experiment, mutable_paths
+from pipeline import context, lr_stage
+from pipeline.config import ConfigError, Experiment, mutable_paths
 from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
 from pipeline.execution import (
@@ -122,49 +121,6 @@ def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     return tune.with_resources(fn, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
 
 
-def lr_stage(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
-             parent_run_id: str) -> tuple[Experiment, tuple[float, float] | None]:
-    """Run the LR range test on a worker with a trial's resources; apply what it suggests."""
-    from pipeline.training import lr_range, schedules
-
-    task = ray.remote(num_cpus=exp.resources.cpu, num_gpus=exp.resources.gpu)(
-        lr_range.range_test)
-    curve = ray.get(task.remote(exp, data))
-    suggestion = lr_range.suggest(curve)
-    with tempfile.TemporaryDirectory() as folder:
-        report.log_lr_range(store, parent_run_id, curve, suggestion, Path(folder))
-    if not suggestion.reliable:
-        print(f"LR range test: {suggestion.reason}")
-    if exp.search.space.get("train.lr") == LR_RANGE:
-        bounds = lr_range.search_bounds(suggestion, curve)
-        tracking.log_metrics(store, parent_run_id, {"lr_range_low": bounds[0],
-                                                    "lr_range_high": bounds[1]})
-        print(f"LR range test: searching train.lr in [{bounds[0]:.3g}, {bounds[1]:.3g}]")
-        return exp, bounds
-    if exp.train.schedule in schedules.CYCLED and "train.lr" not in exp.search.space:
-        return cycle_stage(exp, suggestion, curve, store, parent_run_id), None
-    if suggestion.lr is not None and "train.lr" not in exp.search.space:
-        print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
-        return exp.with_values({"train.lr": suggestion.lr}), None
-    return exp, None
-
-
-def cycle_stage(exp: Experiment, suggestion: Any, curve: Any, store: tracking.Store,
-                parent_run_id: str) -> Experiment:
-    """A cycled schedule (cyclic, sgdr, onecycle) gets both its ends from the range test."""
-    from pipeline.training import schedules
-
-    bounds = schedules.range_test_bounds(suggestion, curve)
-    if bounds is None:
-        print(f"LR range test: keeping train.lr and train.min_lr ({suggestion.reason})")
-        return exp
-    tracking.log_metrics(store, parent_run_id, {"lr_cycle_min": bounds[0],
-                                                "lr_cycle_max": bounds[1]})
-    store.client.set_tag(parent_run_id, "lr_cycle_rule", schedules.CYCLE_RULE)
-    print(f"LR range test: {exp.train.schedule} between {bounds[0]:.3g} and {bounds[1]:.3g}")
-    return exp.with_values({"train.min_lr": bounds[0], "train.lr": bounds[1]})
-
-
 def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable,
            callbacks: list, lr_bounds: tuple[float, float] | None, resume: bool) -> tune.Tuner:
     if resume:
@@ -199,41 +155,27 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
     )
 
 
-class Interrupted(KeyboardInterrupt):
-    """A signal stopped the sweep (its state was saved first); --resume continues it."""
-
-    def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message)
-        self.exit_code = stopping.exit_code(signum)
-
-
-def _start(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path | None,
-           data: datasets.Tensors | None) -> tuple[Experiment, Sweep, tuple[float, float] | None]:
-    """A new sweep's parent run and LR stage; a resumed sweep's parent marked running again
-    (one stopped before Tune saved anything starts again, LR stage and all, in that run)."""
-    if sweep.parent_run_id is not None:
-        store.client.update_run(sweep.parent_run_id, status="RUNNING")
-        tracking.record_sweep_config(store, sweep.parent_run_id, exp, exp_file)
-        if sweep.restorable:
-            print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
-            return exp, sweep, None
-        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id}): it stopped "
-              "before its first trial was saved, so it starts again")
-        parent = sweep.parent_run_id
-    else:
+def _open(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path | None) -> Sweep:
+    """A new sweep's parent run, or a resumed sweep's marked running again."""
+    if sweep.parent_run_id is None:
         parent = tracking.open_sweep(store, exp, sweep.name, exp_file,
                                      {SWEEP_TAG: sweep.name, "storage_path": sweep.storage_path})
-        sweep = Sweep(sweep.name, sweep.storage_path, parent)
-    if exp.lr_range_test.enabled and data is not None:
-        exp, lr_bounds = lr_stage(exp, data, store, parent)
-        return exp, sweep, lr_bounds
-    return exp, sweep, None
+        return Sweep(sweep.name, sweep.storage_path, parent)
+    store.client.update_run(sweep.parent_run_id, status="RUNNING")
+    tracking.record_sweep_config(store, sweep.parent_run_id, exp, exp_file)
+    if sweep.restorable:
+        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id})")
+    else:  # it starts again, LR stage and all, in the same run
+        print(f"Resuming sweep {sweep.name} (MLflow run {sweep.parent_run_id}): it stopped "
+              "before its first trial was saved, so it starts again")
+    return sweep
 
 
 def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         register: bool = True) -> report.Outcome:
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
-    model in the MLflow registry (the searcher comparison leaves it out)."""
+    model in the MLflow registry (the searcher comparison leaves it out). A stop at any
+    moment after its parent run exists leaves that run KILLED, for --resume."""
     # Cheap checks first: nothing is written and no run is opened until they all pass.
     data = load_checked(exp) if exp.trainable is None else None
     ctx = context.resolve(exp)
@@ -241,10 +183,32 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     storage.check(ctx.storage_path)
     tracking.check_reachable(ctx.tracking_uri)
     init_ray(ctx)
-    cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
-    store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
-    sweep = locate(exp, ctx, store, resume)
-    exp, sweep, lr_bounds = _start(exp, store, sweep, exp_file, data)
+    # after ray.init, whose C++ core installs its own SIGTERM handler (a stack dump)
+    with stopping.signals_interrupt() as signals:  # SIGTERM/SIGHUP as Ctrl-C, outside fit
+        cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
+        store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
+        sweep = _open(exp, store, locate(exp, ctx, store, resume), exp_file)
+        try:
+            outcome = _sweep(exp, ctx, store, sweep, data, register)
+        except KeyboardInterrupt as stop:
+            tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
+            raise stopping.Interrupted(
+                f"sweep {sweep.name} stopped before every trial finished; continue it with "
+                "--resume", getattr(stop, "signum", (signals or [signal.SIGINT])[0])) from None
+        except BaseException:
+            tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
+            raise
+    tracking.close_sweep(store, sweep.parent_run_id,
+                         "FINISHED" if outcome.best_config is not None else "FAILED")
+    return outcome
+
+
+def _sweep(exp: Experiment, ctx: SweepContext, store: tracking.Store, sweep: Sweep,
+           data: datasets.Tensors | None, register: bool) -> report.Outcome:
+    """The LR stage (of a sweep not restored), the Tuner's fit and the summary."""
+    lr_bounds = None
+    if exp.lr_range_test.enabled and data is not None and not sweep.restorable:
+        exp, lr_bounds = lr_stage.run(exp, data, store, sweep.parent_run_id)
     trials = trial_count(exp.search)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
           f"{sweep.path}")
@@ -253,23 +217,12 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [logger, progress], lr_bounds,
                    sweep.restorable)
     started = time.perf_counter()
-    try:
-        with held_deletions.held():  # until the journal no longer names them
-            results, signum = stopping.fit_until_signal(tuner)
-    except KeyboardInterrupt:  # a signal before Tune's own handler was in place
-        results, signum = None, signal.SIGINT
-    except BaseException:
-        tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
-        raise
+    with held_deletions.held():  # until the journal no longer names them
+        results, signum = stopping.fit_until_signal(tuner)
     if signum is not None:
-        tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
-        raise Interrupted(f"sweep {sweep.name} stopped before every trial finished; "
-                          "continue it with --resume", signum)
-    outcome = report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,
-                               time.perf_counter() - started, register, data)
-    tracking.close_sweep(store, sweep.parent_run_id,
-                         "FINISHED" if outcome.best_config is not None else "FAILED")
-    return outcome
+        raise stopping.Interrupted("", signum)
+    return report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,
+                            time.perf_counter() - started, register, data)
 
 
 def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:

@@ -34,12 +34,15 @@ def parent_run(uri: str | None = None, name: str = "rel"):
 
 class Cli:
     """`python -m pipeline tune ...` in its own process group, output to files (a full pipe
-    would block it); `module`: another entry point that wraps pipeline's (tests/*.py)."""
+    would block it); `module`: another entry point that wraps pipeline's (tests/*.py), `env`
+    what it reads."""
 
-    def __init__(self, workdir: Path, *args: str, module: str = "pipeline"):
+    def __init__(self, workdir: Path, *args: str, module: str = "pipeline",
+                 env: dict[str, str] | None = None):
         # Ray's socket paths must stay under 108 bytes: a short folder of its own
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(self.ray_tmp)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(self.ray_tmp),
+               **(env or {})}
         self.out, self.err = (workdir / f"cli_{time.monotonic_ns()}.{s}" for s in ("out", "err"))
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen(

@@ -140,12 +140,39 @@ def test_a_kill_as_tune_drops_a_surplus_checkpoint_resumes(workdir: Path) -> Non
     must still name a checkpoint that exists."""
     case = Case("bayes", 2, "builtin", "checkpoint-drop", lambda _: True)
     exp_file = sweep_file(workdir, case)
-    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at_checkpoint_drop").finish()
+    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at",
+                       env={"KILL_AT": "checkpoint-drop"}).finish()
     assert code == -signal.SIGKILL, err[-3000:]  # it died at the drop, not after the sweep
     resumes_as_if_never_stopped(workdir, exp_file, case)
     # and the drops were done in the end: the best checkpoint and the latest per trial
     for trial_folder in (workdir / "ray_results").glob("rel-*/train_trial_*"):
         assert len(list(trial_folder.glob("checkpoint_*"))) <= 2, trial_folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["model-upload-cut", "model-version-made"])
+def test_a_kill_while_the_summary_registers_the_model_leaves_one_version(workdir: Path,
+                                                                        moment: str) -> None:
+    """The summary logs the best model and registers a version of it; killed in between, the
+    resumed summary used to make a second model and a second version of the same sweep."""
+    case = Case("random", 2, "builtin", moment, lambda _: True)
+    exp_file = sweep_file(workdir, case)
+    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at",
+                       env={"KILL_AT": moment}).finish()
+    assert code == -signal.SIGKILL, err[-3000:]
+    resumes_as_if_never_stopped(workdir, exp_file, case)
+    client, parent = MlflowClient(local_store()), parent_run()
+    (version,) = client.search_model_versions("name = 'rel'")
+    assert version.run_id == parent.info.run_id
+    assert client.get_model_version_by_alias("rel", "champion").version == version.version
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert sorted(str(m.status) for m in models) == (
+        ["FAILED", "READY"] if moment == "model-upload-cut" else ["READY"])
+    (ready,) = [m for m in models if str(m.status) == "READY"]
+    assert version.source == f"models:/{ready.model_id}"
+    assert parent.data.tags["model_registry"] == \
+        f"rel version {version.version} (val_loss {parent.data.metrics['best_val_loss']:.4g}) " \
+        "registered as champion"
 
 
 def resumes_as_if_never_stopped(workdir: Path, exp_file: Path, case: Case) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import cli, study
+from pipeline import cli, lr_stage, study
 from pipeline.config import load
 
 from .conftest import local_store, write_experiment
@@ -84,7 +84,7 @@ def test_a_cycled_schedule_gets_both_ends_from_the_range_test(workdir, ray_local
     exp = load(exp_file)
     store = tracking.connect(local_store(), "lrs", "ray_results")
     parent = store.client.create_run(store.experiment_id).info.run_id
-    applied, bounds = study.lr_stage(exp, datasets.load(exp.data, exp.seed), store, parent)
+    applied, bounds = lr_stage.run(exp, datasets.load(exp.data, exp.seed), store, parent)
     metrics = store.client.get_run(parent).data.metrics
     assert bounds is None
     assert applied.train.lr == metrics["lr_cycle_max"] == min(

@@ -170,6 +170,46 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     assert parent_run().info.status == "FINISHED"
 
 
+LR_STAGE = """
+name: rel
+data: {batch_size: 16}
+model: {hidden: 32}
+train: {epochs: 2}
+lr_range_test: {enabled: true, end_lr: 1.0e-3, num_iter: 4000}
+search:
+  num_samples: 2
+  max_concurrent: 2
+  space:
+    train.weight_decay: {loguniform: [1.0e-5, 1.0e-2]}
+"""
+
+
+@pytest.mark.slow
+def test_a_stop_in_the_lr_range_test_leaves_the_sweep_killed_and_resume_finishes(
+        workdir: Path) -> None:
+    """SIGTERM before Tune's handler exists (the range test runs first, seconds long): once a
+    C-level stack dump from Ray's own handler, the parent run left RUNNING."""
+    exp_file = write_experiment(workdir, LR_STAGE)
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: parent_run() and not child_runs(), while_running=first, every_s=0.2)
+    time.sleep(1.0)  # into the range test (it logs nothing until it ends)
+    assert not parent_run().data.metrics  # its curve not logged yet: the stop lands in it
+    first.signal(signal.SIGTERM)
+    code, _, err = first.finish(60)
+    assert code == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: sweep {parent_run().data.tags[study.SWEEP_TAG]} stopped before every "
+        "trial finished; continue it with --resume")
+    assert parent_run().info.status == "KILLED" and not child_runs()
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    assert "it stopped before its first trial was saved, so it starts again" in out
+    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+    assert parent_run().info.status == "FINISHED"
+    assert "lr_agreement_decades" in parent_run().data.metrics  # the range test ran again
+
+
 @pytest.mark.slow
 def test_a_second_sigterm_ends_the_shutdown_at_once(workdir: Path) -> None:
     exp_file = custom(workdir, "slow_steps", params="{steps: 5, step_s: 0.5}", num_samples=2)

@@ -39,6 +39,41 @@ def exit_code(signum: int) -> int:
     return 128 + signum
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the sweep (its state saved first); --resume continues it."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = exit_code(signum)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP raise `Interrupted` as Ctrl-C raises KeyboardInterrupt, so a stop
+    outside Tuner.fit (the LR range test, the summary) unwinds through the code that marks the
+    sweep's runs, instead of Ray's handler's C-level stack dump. Yields the signals received:
+    what Ray raises out of an interrupted `ray.get` is a new KeyboardInterrupt, which does not
+    say which signal it was."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise Interrupted("", signum)
+
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
+    try:
+        yield received
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
 def _forward_to_tune(received: list[int]) -> Callable[[int, Any], None]:
     def handler(signum: int, frame: Any) -> None:
         if received:  # a second signal: stop now

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlflow.entities import LoggedModelOutput
+from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -82,6 +82,8 @@ def promote(client: MlflowClient, name: str, version: str, metric: str, mode: st
             value: float) -> str:
     """Move the alias to `version` if it beats the champion; say what happened."""
     current = _current(client, name)
+    if current is not None and current[0] == version:  # a resumed summary: already promoted
+        current = None
     if current is not None and current[2] == metric and current[1] is not None \
             and not is_better(value, current[1], mode):
         return (f"{name} version {version} ({metric} {value:.4g}) registered; {ALIAS} stays "
@@ -103,6 +105,25 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
             raise
 
 
+def _logged_model(store: tracking.Store, parent_run_id: str) -> LoggedModel:
+    """The parent run's model: the READY one an earlier, cut-off summary logged, else a new
+    one (one it left PENDING, cut off mid-upload, is marked FAILED: it is not the model)."""
+    client = store.client
+    earlier = client.search_logged_models(
+        [store.experiment_id], filter_string=f"source_run_id = '{parent_run_id}'")
+    ready = [m for m in earlier if m.status == LoggedModelStatus.READY]
+    if ready:
+        return ready[0]
+    for cut_off in earlier:
+        client.finalize_logged_model(cut_off.model_id, "FAILED")
+    logged = client.create_logged_model(store.experiment_id, name="model",
+                                        source_run_id=parent_run_id)
+    # what log_model does too: the run page then lists the model under "Logged models" (here,
+    # before the upload: a READY model has its output logged, and logging one twice fails)
+    client.log_outputs(parent_run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged
+
+
 def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpoint_dir: Path,
              value: float, searched: dict[str, object],
              data: datasets.Tensors | None = None) -> str:
@@ -116,19 +137,22 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
     from mlflow.models import infer_signature
 
     name, metric, client = model_name(exp), exp.search.metric, store.client
-    model, example = load_network(exp, checkpoint_dir, data)
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    logged = client.create_logged_model(store.experiment_id, name="model",
-                                        source_run_id=parent_run_id)
-    with tempfile.TemporaryDirectory() as folder:
-        mlflow.pytorch.save_model(
-            model, Path(folder) / "model", signature=infer_signature(example, output),
-            input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-        client.log_model_artifacts(logged.model_id, str(Path(folder) / "model"))
-    client.finalize_logged_model(logged.model_id, "READY")
-    # what log_model does too: the run page then lists the model under "Logged models"
-    client.log_outputs(parent_run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    # a resumed sweep whose summary a stop cut off: the version and model it made, not new ones
+    made = client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
+    if made:
+        return promote(client, name, str(made[0].version), metric, exp.search.mode, value)
+    logged = _logged_model(store, parent_run_id)
+    if logged.status != LoggedModelStatus.READY:
+        model, example = load_network(exp, checkpoint_dir, data)
+        with torch.no_grad():
+            output = model(torch.from_numpy(example)).numpy()
+        with tempfile.TemporaryDirectory() as folder:
+            mlflow.pytorch.save_model(
+                model, Path(folder) / "model", signature=infer_signature(example, output),
+                input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            client.log_model_artifacts(logged.model_id, str(Path(folder) / "model"))
+        client.finalize_logged_model(logged.model_id, "READY")
     _ensure_registered_model(client, name)
     version = client.create_model_version(
         name, f"models:/{logged.model_id}", run_id=parent_run_id, model_id=logged.model_id,

@@ -1,0 +1,63 @@
+"""`python -m tests.kill_at tune ...`: the CLI SIGKILLed the first time the program reaches the
+moment named by $KILL_AT, every time (a timed kill finds these rarely, or on a loaded machine
+never):
+
+- `checkpoint-drop`: Ray Tune's checkpoint manager has just let go of a surplus checkpoint
+  (`num_to_keep`), inside the step that registered a newer one, before the journal's save at
+  that step's end.
+- `model-upload-cut`: the summary has uploaded the best model's files, not yet marked it READY.
+- `model-version-made`: the summary has registered the model's version, not yet moved the alias.
+
+test_kill_matrix.py runs it in a process of its own.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from mlflow.tracking import MlflowClient
+from ray.train._internal.checkpoint_manager import _CheckpointManager
+
+from pipeline.cli import main
+from pipeline.results import registry
+
+
+def die() -> None:
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def die_on_a_drop(register: Callable) -> Callable:
+    def register_then_die(self: _CheckpointManager, result) -> None:
+        kept = len(self._checkpoint_results)
+        register(self, result)
+        if len(self._checkpoint_results) <= kept:  # one or more left the manager's list
+            die()
+    return register_then_die
+
+
+def die_before_ready(finalize: Callable) -> Callable:
+    def finalize_or_die(self: MlflowClient, model_id: str, status, *args, **kwargs):
+        if str(status) == "READY":
+            die()
+        return finalize(self, model_id, status, *args, **kwargs)
+    return finalize_or_die
+
+
+def die_instead(*_, **__) -> None:
+    die()
+
+
+if __name__ == "__main__":
+    moment = os.environ["KILL_AT"]
+    if moment == "checkpoint-drop":
+        _CheckpointManager.register_checkpoint = die_on_a_drop(
+            _CheckpointManager.register_checkpoint)
+    elif moment == "model-upload-cut":
+        MlflowClient.finalize_logged_model = die_before_ready(MlflowClient.finalize_logged_model)
+    elif moment == "model-version-made":
+        registry.promote = die_instead
+    else:
+        raise SystemExit(f"KILL_AT: unknown moment {moment!r}")
+    sys.exit(main(sys.argv[1:]))
