@@ -155,6 +155,10 @@ def _hub_state_dict(arch: str, name: str) -> dict[str, torch.Tensor]:
     return torch.load(cached, map_location="cpu", weights_only=True)
 
 
+WRAPPING_KEYS = ("model", "state_dict", "model_state_dict")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
 def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise ConfigError(f"model.weights: no such file {path}")
@@ -163,10 +167,19 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         raise ConfigError(f"model.weights: {path} is not a PyTorch state dict ({error})"
                           .splitlines()[0]) from None
-    state = state.get("model", state) if isinstance(state, dict) else state
+    # a training checkpoint holds the state dict under a key ("model" here and in torchvision's
+    # reference scripts, "state_dict" in Lightning's and many others, "model_state_dict")
+    while isinstance(state, dict) and (inner := next(
+            (state[k] for k in WRAPPING_KEYS if isinstance(state.get(k), dict)), None)):
+        state = inner
     if not isinstance(state, dict):
         raise ConfigError(f"model.weights: {path} holds a {type(state).__name__}, not a "
                           "state dict")
+    # a network saved from inside a wrapper names every key after it: DataParallel / DDP
+    # (module.), torch.compile (_orig_mod.), a Lightning module's attribute (model.)
+    while state and (prefix := next((p for p in WRAPPER_PREFIXES
+                                     if all(k.startswith(p) for k in state)), None)):
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
     # a checkpoint of this pipeline (state.pt) holds models.Network: the network is under net.
     if any(key.startswith("net.") for key in state):
         state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}

@@ -147,6 +147,24 @@ def test_a_checkpoint_of_this_pipeline_is_weights_for_the_same_model(arch: str, 
     build_model(cfg, shape, 5, pretrained=False).load_state_dict(mine)
 
 
+@pytest.mark.parametrize("wrap", [
+    lambda state: {"state_dict": {f"module.{k}": v for k, v in state.items()}},  # DDP
+    lambda state: {"epoch": 3, "model_state_dict": {f"_orig_mod.{k}": v  # torch.compile
+                                                    for k, v in state.items()}},
+    lambda state: {"state_dict": {f"model.{k}": v for k, v in state.items()}},  # Lightning
+], ids=["ddp", "compiled", "lightning"])
+def test_weights_saved_from_a_wrapper_or_in_a_training_checkpoint_load(wrap,
+                                                                       tmp_path: Path) -> None:
+    """How people save a network they trained themselves: not the bare state dict."""
+    source = torchvision.models.get_model("squeezenet1_1")
+    torch.save(wrap(source.state_dict()), tmp_path / "w.pt")
+    model = build_model(Model(arch="squeezenet1_1", weights=str(tmp_path / "w.pt")),
+                        (3, 32, 32), 3)
+    mine = model.net.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in source.state_dict().items()
+               if not k.startswith("classifier."))
+
+
 @pytest.mark.parametrize(("arch", "shape"), [("squeezenet1_1", (1, 12, 40)), ("googlenet", (4, 8, 8)),
                                              ("densenet121", (2, 30, 30))])
 def test_non_square_and_other_channel_counts_fit(arch: str, shape) -> None:
