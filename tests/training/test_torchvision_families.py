@@ -170,6 +170,7 @@ def test_weights_saved_from_a_wrapper_or_in_a_training_checkpoint_load(wrap,
 def test_non_square_and_other_channel_counts_fit(arch: str, shape) -> None:
     """The shorter side decides the resize (squeezenet needs 17: 12x40 was taken as 40 wide);
     two channels are cycled, four go through a trainable 1x1 conv starting as RGB."""
+    torch.manual_seed(0)  # some random squeezenets are dead behind their last ReLU: no step
     check(Model(arch=arch), shape, 3)
     model = build_model(Model(arch=arch), shape, 3)
     assert _step(model, shape)
