@@ -45,7 +45,28 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str, signum: int = signal.SIGINT):
         super().__init__(message)
         self.signum = signum
-        self.exit_code = exit_code(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGTERM and SIGHUP go to `handler` in here; every stop signal's handler (SIGINT's too,
+    which Tune replaces during fit and leaves installed) is put back after."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *STOP_SIGNALS)}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, previous in before.items():
+            signal.signal(signum, previous)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # where signals are handled
 
 
 @contextlib.contextmanager
@@ -56,22 +77,13 @@ def signals_interrupt() -> Iterator[list[int]]:
     what Ray raises out of an interrupted `ray.get` is a new KeyboardInterrupt, which does not
     say which signal it was."""
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
 
     def interrupt(signum: int, frame: Any) -> None:
         received.append(signum)
         raise Interrupted("", signum)
 
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, interrupt)
-    try:
+    with _stop_signals_to(interrupt) if _in_main_thread() else contextlib.nullcontext():
         yield received
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
 
 
 def _forward_to_tune(received: list[int]) -> Callable[[int, Any], None]:
@@ -87,23 +99,16 @@ def _forward_to_tune(received: list[int]) -> Callable[[int, Any], None]:
 
 def fit_until_signal(tuner: tune.Tuner) -> tuple[tune.ResultGrid, int | None]:
     """Tuner.fit, and the signal that stopped it (None when it ran to the end)."""
-    if threading.current_thread() is not threading.main_thread() \
-            or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0":
+    if not _in_main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0":
         return tuner.fit(), None
     say_stops_our_way()
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, *STOP_SIGNALS)}
+    ours = signal.getsignal(signal.SIGINT)
     received: list[int] = []
-    forward = _forward_to_tune(received)
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, forward)
-    try:
+    with _stop_signals_to(_forward_to_tune(received)):
         results = tuner.fit()
-        if signal.getsignal(signal.SIGINT) is before[signal.SIGINT] and not received:
+        if signal.getsignal(signal.SIGINT) is ours and not received:
             received.append(signal.SIGINT)  # Tune's handler fired and put ours back
-        return results, received[0] if received else None
-    finally:
-        for signum, handler in before.items():  # Tune leaves its own SIGINT handler installed
-            signal.signal(signum, handler)
+    return results, received[0] if received else None
 
 
 @contextlib.contextmanager
@@ -128,6 +133,9 @@ def own_sessions() -> Iterator[None]:
 
 
 class _OurStopLines(logging.Filter):
+    """Tune's SIGINT handler is the one place that knows a stop began, and it says so only
+    through this warning: the filter prints our line in its place."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
         if message.startswith("Stop signal received"):
