@@ -105,7 +105,7 @@ def init_ray(ctx: SweepContext) -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR)
     if not ray.is_initialized():
-        with stopping.own_sessions():  # out of the terminal's process group: see stopping
+        with stopping.ray_starting():  # our stop handlers kept; out of the terminal's group
             ray.init(address=ctx.ray_address, include_dashboard=False, logging_level="WARNING",
                      runtime_env={"env_vars": ctx.worker_env})
 
@@ -176,15 +176,15 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
     model in the MLflow registry (the searcher comparison leaves it out). A stop at any
     moment after its parent run exists leaves that run KILLED, for --resume."""
-    # Cheap checks first: nothing is written and no run is opened until they all pass.
-    data = load_checked(exp) if exp.trainable is None else None
-    ctx = context.resolve(exp)
-    cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)
-    storage.check(ctx.storage_path)
-    tracking.check_reachable(ctx.tracking_uri)
-    init_ray(ctx)
-    # after ray.init, whose C++ core installs its own SIGTERM handler (a stack dump)
-    with stopping.signals_interrupt() as signals:  # SIGTERM/SIGHUP as Ctrl-C, outside fit
+    # SIGTERM/SIGHUP stop it as Ctrl-C does from the first moment, Ray's start included
+    with stopping.signals_interrupt() as signals:
+        # Cheap checks first: nothing is written and no run is opened until they all pass.
+        data = load_checked(exp) if exp.trainable is None else None
+        ctx = context.resolve(exp)
+        cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)
+        storage.check(ctx.storage_path)
+        tracking.check_reachable(ctx.tracking_uri)
+        init_ray(ctx)
         cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
         store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
         sweep = _open(exp, store, locate(exp, ctx, store, resume), exp_file)

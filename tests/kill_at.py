@@ -1,12 +1,15 @@
-"""`python -m tests.kill_at tune ...`: the CLI SIGKILLed the first time the program reaches the
-moment named by $KILL_AT, every time (a timed kill finds these rarely, or on a loaded machine
-never):
+"""`python -m tests.kill_at tune ...`: the CLI SIGKILLed (or sent SIGTERM) the first time the
+program reaches the moment named by $KILL_AT, every time (a timed kill finds these rarely, or on
+a loaded machine never):
 
 - `checkpoint-drop`: Ray Tune's checkpoint manager has just let go of a surplus checkpoint
   (`num_to_keep`), inside the step that registered a newer one, before the journal's save at
   that step's end.
 - `model-upload-cut`: the summary has uploaded the best model's files, not yet marked it READY.
 - `model-version-made`: the summary has registered the model's version, not yet moved the alias.
+- `sigterm-loading-data`: SIGTERM while the sweep's data loads, before Ray starts.
+- `sigterm-in-ray-init`: SIGTERM inside `ray.init`, once it has started the raylet (and put in
+  its own SIGTERM handler).
 
 test_kill_matrix.py runs it in a process of its own.
 """
@@ -20,6 +23,8 @@ from collections.abc import Callable
 from mlflow.tracking import MlflowClient
 from ray.train._internal.checkpoint_manager import _CheckpointManager
 
+import ray._private.services
+from pipeline import study
 from pipeline.cli import main
 from pipeline.results import registry
 
@@ -49,6 +54,14 @@ def die_instead(*_, **__) -> None:
     die()
 
 
+def sigterm_after(step: Callable) -> Callable:
+    def step_then_sigterm(*args, **kwargs):
+        done = step(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return done
+    return step_then_sigterm
+
+
 if __name__ == "__main__":
     moment = os.environ["KILL_AT"]
     if moment == "checkpoint-drop":
@@ -58,6 +71,10 @@ if __name__ == "__main__":
         MlflowClient.finalize_logged_model = die_before_ready(MlflowClient.finalize_logged_model)
     elif moment == "model-version-made":
         registry.promote = die_instead
+    elif moment == "sigterm-loading-data":
+        study.datasets.load = sigterm_after(study.datasets.load)
+    elif moment == "sigterm-in-ray-init":
+        ray._private.services.start_raylet = sigterm_after(ray._private.services.start_raylet)
     else:
         raise SystemExit(f"KILL_AT: unknown moment {moment!r}")
     sys.exit(main(sys.argv[1:]))

@@ -64,6 +64,23 @@ class Cli:
         else:
             self.process.send_signal(sig)
 
+    def leftovers(self, wait_s: float = 15.0) -> list[str]:
+        """Command lines of processes of this CLI's Ray (its temp folder in them) still
+        running after up to `wait_s`: they should die with the CLI."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = []
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:  # gone meanwhile
+                    continue
+                if str(self.ray_tmp) in text:
+                    found.append(text)
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
     def running(self) -> bool:
         return self.process.poll() is None
 

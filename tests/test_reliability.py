@@ -18,7 +18,7 @@ from pipeline import study
 from pipeline.config import load
 from pipeline.execution import stopping
 
-from .conftest import ROOT, local_store, write_experiment
+from .conftest import ROOT, local_store, tiny_sweep, write_experiment
 from .sweep_process import Cli, child_runs, parent_run, wait_for
 
 CUSTOM = """
@@ -168,6 +168,23 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     assert code == 0, err[-3000:]
     assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
     assert parent_run().info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("moment", ["sigterm-loading-data", "sigterm-in-ray-init"])
+def test_a_sigterm_before_the_sweep_exists_says_so_and_leaves_nothing(workdir: Path,
+                                                                     moment: str) -> None:
+    """The first seconds (the data decoding, Ray starting): a SIGTERM there used to end the
+    CLI without a word, killed by the signal while the data loaded, and with exit code 15 once
+    ray.init had put in its own handler. Now it stops as Ctrl-C does."""
+    exp_file = write_experiment(workdir, tiny_sweep("rel", "    train.lr: {grid: [0.1]}"))
+    sweep = Cli(workdir, str(exp_file), module="tests.kill_at", env={"KILL_AT": moment})
+    code, _, err = sweep.finish(120)
+    assert code == 143, err[-2000:]
+    assert err.strip().splitlines() == ["interrupted: stopped before anything was saved"]
+    assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("cli_")) == \
+        ["exp.yaml"]
+    assert sweep.ray_started == (moment == "sigterm-in-ray-init")
+    assert not sweep.leftovers()
 
 
 LR_STAGE = """

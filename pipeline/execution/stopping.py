@@ -132,6 +132,26 @@ def own_sessions() -> Iterator[None]:
         services.ConsolePopen = popen
 
 
+@contextlib.contextmanager
+def ray_starting() -> Iterator[None]:
+    """Around `ray.init`: its processes out of the terminal's group (`own_sessions`), and the
+    stop signals' handlers put back as they were before it: ray.init installs the driver's
+    own for SIGTERM (`sys.exit(15)`, a silent exit 15) and its C++ core others at the OS
+    level. A SIGTERM that met Ray's handler still stops as ours would."""
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        with own_sessions():
+            yield
+    except SystemExit as ray_exit:
+        if ray_exit.code != signal.SIGTERM or not callable(before[signal.SIGTERM]):
+            raise
+        raise Interrupted("", signal.SIGTERM) from None
+    finally:
+        if _in_main_thread():
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
+
+
 class _OurStopLines(logging.Filter):
     """Tune's SIGINT handler is the one place that knows a stop began, and it says so only
     through this warning: the filter prints our line in its place."""

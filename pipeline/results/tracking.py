@@ -78,19 +78,37 @@ class Store:
 def creating(uri: str) -> Iterator[None]:
     """Hold a lock beside a SQLite store while it is created or upgraded: MLflow builds the
     schema on first use, and two sweeps starting together on a new file would both migrate it
-    (`duplicate column name`). Other stores manage their own concurrency."""
+    (`duplicate column name`). A new file is built whole (`_create_sqlite_store`). Other
+    stores manage their own concurrency."""
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         yield
         return
-    lock_path = Path(uri[len(prefix):] + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
+    path = Path(uri[len(prefix):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            if not path.exists():
+                _create_sqlite_store(path)
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """MLflow builds a new store's schema in some sixty migration steps. Stopped in between
+    (a kill, a Ctrl-C in the sweep's first seconds), the file was left half-built and every
+    later start failed (`table registered_models already exists`). So the schema is built in a
+    file beside it, which replaces nothing until it is whole; one left by a stop is removed."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for leftover in path.parent.glob(f"{path.name}.partial-*"):
+        leftover.unlink()  # the lock is ours: no one else is building
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    # "./mlruns": the artifact root MLflow gives the Default experiment of a new file store
+    SqlAlchemyStore(f"sqlite:///{partial}", "./mlruns").engine.dispose()
+    os.replace(partial, path)
 
 
 def connect(uri: str, name: str, storage_path: str) -> Store:

@@ -2,12 +2,19 @@
 completed, not duplicated, when the sweep resumes."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.config.schema import Experiment
 from pipeline.results import tracking
+
+from ..conftest import ROOT
 
 
 def test_a_parent_run_cut_off_after_create_run_gets_its_config_on_resume(tmp_path: Path) -> None:
@@ -27,3 +34,38 @@ def test_a_parent_run_cut_off_after_create_run_gets_its_config_on_resume(tmp_pat
         tracking.record_sweep_config(store, cut, exp, exp_file)
         assert client.get_run(cut).data.params == wanted
         assert [a.path for a in client.list_artifacts(cut)] == ["t.yaml"]
+
+
+KILLED_WHILE_BUILDING = """
+import os, signal, sys
+from alembic.operations import ops
+from pipeline.results import tracking
+
+create_table, made = ops.CreateTableOp.create_table.__func__, []
+
+def create_table_or_die(cls, operations, *args, **kwargs):
+    made.append(args[0])
+    if len(made) > int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return create_table(cls, operations, *args, **kwargs)
+
+ops.CreateTableOp.create_table = classmethod(create_table_or_die)
+tracking.connect(sys.argv[1], "t", "unused")
+"""
+
+
+@pytest.mark.parametrize("tables_made", [3, 12, 45])  # of ~60; at each of these, old code failed
+def test_a_store_killed_while_mlflow_builds_it_is_built_again(tmp_path: Path,
+                                                            tables_made: int) -> None:
+    """Killed in the middle of MLflow's schema migrations, the new SQLite file was left
+    half-built and every later sweep failed (`table registered_models already exists`)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    died = subprocess.run([sys.executable, "-c", KILLED_WHILE_BUILDING, uri, str(tables_made)],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert died.returncode == -signal.SIGKILL, died.stderr[-2000:]  # it died building
+
+    store = tracking.connect(uri, "t", str(tmp_path))
+    run = MlflowClient(uri).create_run(store.experiment_id)
+    assert MlflowClient(uri).get_run(run.info.run_id).info.experiment_id == store.experiment_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
