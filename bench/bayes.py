@@ -7,19 +7,22 @@
 2. `bench.time_to_quality`: regret against simulated wall-clock time at c=1, 4 and 16.
 3. `bench.bayes_scale`: searcher seconds per suggestion at 500 observations / 16 pending,
    and a 300-trial sweep at c=16 through the pipeline, bayes against random and plain Tune.
+4. `bench.bayes_heldout`: 9 test functions that played no part in choosing the defaults,
+   against skopt's defaults and random search (cached like the suite).
 The pipeline sweeps on Branin/Hartmann6 (MLflow included) are `make bench ARGS=bayes_pipeline`.
 """
 from __future__ import annotations
 
 import sys
 
-from bench import bayes_scale, bayes_suite, time_to_quality
+from bench import bayes_heldout, bayes_scale, bayes_suite, time_to_quality
 
 
 def main(argv: list[str] | None = None) -> None:
     bayes_suite.main([])
     time_to_quality.main([])
     bayes_scale.main([])
+    bayes_heldout.main([])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -70,9 +71,17 @@ def _print_outcome(outcome, exp_file: Path) -> None:
 
 def _tune(args: argparse.Namespace) -> None:
     from pipeline import study
+    from pipeline.execution.stopping import Interrupted
 
     exp = load(args.experiment, args.overrides)
-    _print_outcome(study.run(exp, args.experiment, resume=args.resume), args.experiment)
+    try:
+        outcome = study.run(exp, args.experiment, resume=args.resume)
+    except KeyboardInterrupt as stop:
+        if args.resume and not str(stop):  # before the sweep was reopened: it is as it was
+            raise Interrupted("stopped before resuming, nothing changed; run --resume again",
+                              getattr(stop, "signum", signal.SIGINT)) from None
+        raise
+    _print_outcome(outcome, args.experiment)
 
 
 def _lr_find(args: argparse.Namespace) -> None:

@@ -10,6 +10,8 @@ a loaded machine never):
 - `sigterm-loading-data`: SIGTERM while the sweep's data loads, before Ray starts.
 - `sigterm-in-ray-init`: SIGTERM inside `ray.init`, once it has started the raylet (and put in
   its own SIGTERM handler).
+- `sigterm-as-ray-connects`: SIGTERM inside `ray.init`, once the driver has connected (and Ray's
+  C++ core put in its handler).
 
 test_kill_matrix.py runs it in a process of its own.
 """
@@ -20,10 +22,11 @@ import signal
 import sys
 from collections.abc import Callable
 
+import ray._private.services
+import ray._private.worker
 from mlflow.tracking import MlflowClient
 from ray.train._internal.checkpoint_manager import _CheckpointManager
 
-import ray._private.services
 from pipeline import study
 from pipeline.cli import main
 from pipeline.results import registry
@@ -75,6 +78,8 @@ if __name__ == "__main__":
         study.datasets.load = sigterm_after(study.datasets.load)
     elif moment == "sigterm-in-ray-init":
         ray._private.services.start_raylet = sigterm_after(ray._private.services.start_raylet)
+    elif moment == "sigterm-as-ray-connects":
+        ray._private.worker.connect = sigterm_after(ray._private.worker.connect)
     else:
         raise SystemExit(f"KILL_AT: unknown moment {moment!r}")
     sys.exit(main(sys.argv[1:]))

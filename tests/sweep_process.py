@@ -35,10 +35,10 @@ def parent_run(uri: str | None = None, name: str = "rel"):
 class Cli:
     """`python -m pipeline tune ...` in its own process group, output to files (a full pipe
     would block it); `module`: another entry point that wraps pipeline's (tests/*.py), `env`
-    what it reads."""
+    what it reads, `nohup`: started as `nohup python ...` (SIGHUP ignored)."""
 
     def __init__(self, workdir: Path, *args: str, module: str = "pipeline",
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, nohup: bool = False):
         # Ray's socket paths must stay under 108 bytes: a short folder of its own
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(self.ray_tmp),
@@ -46,7 +46,8 @@ class Cli:
         self.out, self.err = (workdir / f"cli_{time.monotonic_ns()}.{s}" for s in ("out", "err"))
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", module, "tune", *args], cwd=workdir, env=env,
+                [*(["nohup"] if nohup else []), sys.executable, "-m", module, "tune", *args],
+                cwd=workdir, env=env,
                 stdout=out, stderr=err, start_new_session=True)
 
     def finish(self, timeout_s: float = 300) -> tuple[int, str, str]:

@@ -23,6 +23,17 @@ KNOWN_OPTIMA = {
     "Ellipsoid20": {f"x{i}": problems.ELLIPSOID_CENTRE for i in range(20)},
     "Plateau4": {f"x{i}": v for i, v in enumerate(problems.PLATEAU_CENTRE)},
     "Mixed4": {"optimizer": "adam", "layers": 7, "x0": np.pi, "x1": 2.275},
+    # held out (bench.bayes_heldout)
+    "Levy5": {f"x{i}": 1.0 for i in range(5)},
+    "Griewank6": {f"x{i}": 2.0 for i in range(6)},
+    "Michalewicz5": {f"x{i}": v for i, v in enumerate(
+        [2.202906, 1.570796, 1.284992, 1.923058, 1.720470])},
+    "SixHumpCamel": {"x0": 0.0898, "x1": -0.7126},
+    "GoldsteinPrice": {"x0": 0.0, "x1": -1.0},
+    "DixonPrice6": {f"x{i}": 2.0 ** (-(2 ** (i + 1) - 2) / 2 ** (i + 1)) for i in range(6)},
+    "Eggholder": {"x0": 512.0, "x1": 404.2319},
+    "Powell8": {f"x{i}": 0.0 for i in range(8)},
+    "Quadratic3": {"x0": 0.9, "x1": 0.05, "x2": 0.3},
 }
 
 

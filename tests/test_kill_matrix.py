@@ -1,7 +1,8 @@
 """A sweep SIGKILLed at many moments, then `--resume`d, ends as if it had never stopped.
 
 Each case runs the same small sweep (bayes or random, one or two trials at a time, the built-in
-trainable with a checkpoint per epoch or a custom one without checkpoints), kills the driver
+trainable with a checkpoint per epoch, after an LR range test or not, or a custom one without
+checkpoints), kills the driver
 when a condition on what MLflow shows (or a trial's marker file) first holds, plus a delay that
 moves the kill across Tune's control loop (into a suggestion, a journal save, the summary), and
 resumes it. Then: exactly `num_samples` FINISHED child runs with distinct trial ids and no other
@@ -53,6 +54,24 @@ search:
   space:
     train.lr: {{loguniform: [1.0e-3, 0.3]}}
 """
+BUILTIN_LR = """
+name: rel
+data: {{batch_size: 16}}
+model: {{hidden: 32}}
+train: {{epochs: 3}}
+lr_range_test: {{enabled: true}}
+search:
+  searcher: {searcher}
+  num_samples: 4
+  max_concurrent: {concurrent}
+  bayes: {{n_initial_points: 2}}
+  space:
+    train.weight_decay: {{loguniform: [1.0e-5, 1.0e-2]}}
+"""
+TEMPLATES = {"custom": CUSTOM, "builtin": BUILTIN, "builtin-lr": BUILTIN_LR}
+"""The sweeps: a custom trainable without checkpoints, the built-in one (a checkpoint per
+epoch), and the built-in one after an LR range test (which sets train.lr for every trial)."""
+SEARCHED = {"custom": "params.x", "builtin": "train.lr", "builtin-lr": "train.weight_decay"}
 
 
 def finished(n: int) -> Callable[[Path], bool]:
@@ -101,19 +120,14 @@ CASES = [
     Case("bayes", 2, "builtin", "mid-trial", a_trial_reported_and_runs),
     Case("random", 1, "builtin", "before-summary", finished(TRIALS)),
     Case("random", 2, "custom", "before-first-end", reported, 0.3),
+    Case("random", 2, "builtin-lr", "after-trial-1", finished(1)),  # after an LR range test
 ]
 
 
 def sweep_file(workdir: Path, case: Case) -> Path:
     (workdir / "m").mkdir(exist_ok=True)
-    template = CUSTOM if case.trainable == "custom" else BUILTIN
-    return write_experiment(workdir, template.format(searcher=case.searcher,
-                                                     concurrent=case.concurrent,
-                                                     markers=workdir / "m"))
-
-
-def searched_value(run) -> str | None:
-    return run.data.params.get("params.x") or run.data.params.get("train.lr")
+    return write_experiment(workdir, TEMPLATES[case.trainable].format(
+        searcher=case.searcher, concurrent=case.concurrent, markers=workdir / "m"))
 
 
 def told_to_searcher(experiment_path: str) -> int:
@@ -182,18 +196,19 @@ def resumes_as_if_never_stopped(workdir: Path, exp_file: Path, case: Case) -> No
     runs = child_runs()
     assert [r.info.status for r in runs] == ["FINISHED"] * TRIALS
     assert len({r.data.tags["trial_id"] for r in runs}) == TRIALS
-    values = [searched_value(r) for r in runs]
+    values = [r.data.params.get(SEARCHED[case.trainable]) for r in runs]
     assert None not in values, [(r.data.tags, r.data.params) for r in runs]  # params logged
     assert len(set(values)) == TRIALS, values  # no configuration run twice
     after = {r.data.tags["trial_id"]: r for r in runs}
     assert all(after[t].info.run_id == r.info.run_id for t, r in before.items())  # continued
     client = MlflowClient(local_store())
-    metric = "val_loss" if case.trainable == "builtin" else "step_seen"
+    builtin = case.trainable != "custom"
+    metric = "val_loss" if builtin else "step_seen"
     for trial_id, run in after.items():
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
         assert set(steps) == {1, 2, 3}
         # finished before the kill: not run again; resumed from a checkpoint: no epoch twice
-        if case.trainable == "builtin" or before.get(trial_id, run).info.status == "FINISHED":
+        if builtin or before.get(trial_id, run).info.status == "FINISHED":
             assert steps == [1, 2, 3], (trial_id, steps)
     parent = parent_run()
     assert parent.info.status == "FINISHED"

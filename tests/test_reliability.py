@@ -170,20 +170,44 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     assert parent_run().info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("moment", ["sigterm-loading-data", "sigterm-in-ray-init"])
+@pytest.mark.slow
+def test_a_sweep_started_with_nohup_outlives_its_terminal(workdir: Path) -> None:
+    """`nohup make tune &`, then the terminal closes: its hang-up stopped the sweep, because our
+    SIGHUP handler replaced the ignore that nohup had set."""
+    exp_file = custom(workdir, "slow_steps", params="{steps: 3, step_s: 0.5}", num_samples=2)
+    sweep = Cli(workdir, str(exp_file), nohup=True)
+    wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 1 for r in child_runs()),
+             while_running=sweep)
+    sweep.signal(signal.SIGHUP, group=True)
+    code, _, err = sweep.finish()
+    assert code == 0, err[-2000:]
+    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+    assert parent_run().info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(("moment", "resume"), [("sigterm-loading-data", False),
+                                              ("sigterm-in-ray-init", False),
+                                              ("sigterm-as-ray-connects", False),
+                                              ("sigterm-loading-data", True)])
 def test_a_sigterm_before_the_sweep_exists_says_so_and_leaves_nothing(workdir: Path,
-                                                                     moment: str) -> None:
+                                                                     moment: str,
+                                                                     resume: bool) -> None:
     """The first seconds (the data decoding, Ray starting): a SIGTERM there used to end the
-    CLI without a word, killed by the signal while the data loaded, and with exit code 15 once
-    ray.init had put in its own handler. Now it stops as Ctrl-C does."""
+    CLI without a word, killed by the signal while the data loaded; with exit code 15 once
+    ray.init had put in its own handler; with a stack dump and an abort once Ray's C++ core
+    had put in its. Now it stops as Ctrl-C does, and a resume stopped there does not claim
+    that nothing was ever saved."""
     exp_file = write_experiment(workdir, tiny_sweep("rel", "    train.lr: {grid: [0.1]}"))
-    sweep = Cli(workdir, str(exp_file), module="tests.kill_at", env={"KILL_AT": moment})
+    sweep = Cli(workdir, str(exp_file), *(["--resume"] if resume else []),
+                module="tests.kill_at", env={"KILL_AT": moment})
     code, _, err = sweep.finish(120)
     assert code == 143, err[-2000:]
-    assert err.strip().splitlines() == ["interrupted: stopped before anything was saved"]
+    assert err.strip().splitlines() == [
+        "interrupted: stopped before resuming, nothing changed; run --resume again" if resume
+        else "interrupted: stopped before anything was saved"]
     assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("cli_")) == \
         ["exp.yaml"]
-    assert sweep.ray_started == (moment == "sigterm-in-ray-init")
+    assert sweep.ray_started == (moment != "sigterm-loading-data")
     assert not sweep.leftovers()
 
 

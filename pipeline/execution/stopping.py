@@ -13,12 +13,15 @@ group, and Ray starts its local processes (GCS, raylet, and through it the worke
 driver's: a SIGTERM or SIGHUP killed the GCS under the driver as it saved, which then waited
 60 s for it and died in C++. `own_sessions` starts them in sessions of their own, so the
 signal reaches only the driver; they still die with it (Ray's kernel fate-sharing, the
-condition for doing this at all). Tune's two warnings about a stop (one naming
-`Tuner.restore`, which is not how a sweep here goes on) become one line of ours.
+condition for doing this at all). `ray_starting` keeps Ray's start from replacing our
+handlers: it holds SIGTERM and SIGHUP until the start is done. Tune's two warnings about a
+stop (one naming `Tuner.restore`, which is not how a sweep here goes on) become one line of
+ours.
 """
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -53,11 +56,14 @@ class Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _stop_signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    """SIGTERM and SIGHUP go to `handler` in here; every stop signal's handler (SIGINT's too,
-    which Tune replaces during fit and leaves installed) is put back after."""
+    """SIGTERM and SIGHUP go to `handler` in here, unless the process was started with them
+    ignored (`nohup` ignores SIGHUP so that a sweep outlives its terminal); every stop
+    signal's handler (SIGINT's too, which Tune replaces during fit and leaves installed) is
+    put back after."""
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *STOP_SIGNALS)}
     for signum in STOP_SIGNALS:
-        signal.signal(signum, handler)
+        if before[signum] != signal.SIG_IGN:
+            signal.signal(signum, handler)
     try:
         yield
     finally:
@@ -113,19 +119,30 @@ def fit_until_signal(tuner: tune.Tuner) -> tuple[tune.ResultGrid, int | None]:
 
 @contextlib.contextmanager
 def own_sessions() -> Iterator[None]:
-    """Processes Ray starts in here (a local cluster's) lead sessions of their own."""
+    """Processes Ray starts in here (a local cluster's) start with the stop signals unblocked
+    (`ray_starting` holds them in the driver, and a child inherits that) and, where Ray's
+    fate-sharing makes it safe, lead sessions of their own."""
     from ray._private import services, utils
 
-    if not sys.platform.startswith("linux") or not utils.detect_fate_sharing_support():
-        yield  # without fate-sharing Ray's reaper cleans up by process group: leave them in it
+    if sys.platform == "win32":  # no preexec_fn there, and no signal masks
+        yield
         return
+    # without fate-sharing Ray's reaper cleans up by process group: leave them in it
+    own_session = sys.platform.startswith("linux") and utils.detect_fate_sharing_support()
     popen = services.ConsolePopen
 
-    class OwnSession(popen):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **{**kwargs, "start_new_session": True})
+    class OurWay(popen):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, preexec_fn: Callable[[], None] | None = None,
+                     **kwargs: Any) -> None:
+            def preexec() -> None:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                if preexec_fn is not None:
+                    preexec_fn()  # Ray's: SIGINT blocked, fate-sharing
+            if own_session:
+                kwargs["start_new_session"] = True
+            super().__init__(*args, preexec_fn=preexec, **kwargs)
 
-    services.ConsolePopen = OwnSession
+    services.ConsolePopen = OurWay
     try:
         yield
     finally:
@@ -134,22 +151,39 @@ def own_sessions() -> Iterator[None]:
 
 @contextlib.contextmanager
 def ray_starting() -> Iterator[None]:
-    """Around `ray.init`: its processes out of the terminal's group (`own_sessions`), and the
-    stop signals' handlers put back as they were before it: ray.init installs the driver's
-    own for SIGTERM (`sys.exit(15)`, a silent exit 15) and its C++ core others at the OS
-    level. A SIGTERM that met Ray's handler still stops as ours would."""
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    try:
+    """Around `ray.init`, which puts in stop handlers of its own: the driver's for SIGTERM
+    (`sys.exit(15)`: a silent exit 15) and, in its C++ core, a failure handler that catches
+    SIGTERM too (a stack dump, then an abort as the process exits). In here SIGTERM and SIGHUP
+    are held, Ray's Python handler is not installed, and the driver's C++ one is left out
+    (Python's `faulthandler` reports a crash in its place); a signal held meanwhile then stops
+    the sweep as it would have before. Ctrl-C is not held, so a start that hangs can still be
+    stopped (Ray leaves SIGINT alone). Ray's processes: `own_sessions`."""
+    from ray._private import ray_constants, utils
+
+    if not _in_main_thread():
         with own_sessions():
             yield
-    except SystemExit as ray_exit:
-        if ray_exit.code != signal.SIGTERM or not callable(before[signal.SIGTERM]):
-            raise
-        raise Interrupted("", signal.SIGTERM) from None
+        return  # Ray's handlers win here, as before this existed
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    held: list[int] = []
+    set_sigterm_handler = utils.set_sigterm_handler
+    failure_handler_off = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
+    utils.set_sigterm_handler = lambda handler: None
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # read as the core worker starts
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
+    try:
+        with _stop_signals_to(lambda signum, frame: held.append(signum)), own_sessions():
+            yield
     finally:
-        if _in_main_thread():
-            for signum, handler in before.items():
-                signal.signal(signum, handler)
+        utils.set_sigterm_handler = set_sigterm_handler
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = failure_handler_off
+    if held:
+        handler = before[held[0]]
+        if callable(handler):
+            handler(held[0], None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), held[0])
 
 
 class _OurStopLines(logging.Filter):

@@ -1,0 +1,101 @@
+"""`python -m tests.soak_stops [--seeds 12] [--first 0]`: the kill matrix's sweeps stopped at
+random moments instead of chosen ones, again and again.
+
+Per seed: one sweep shape of `test_kill_matrix` (seed mod the shapes), started, then up to
+`--stops` times stopped after a random delay by a random signal (SIGKILL to the process group
+as a lost machine, SIGTERM to the driver as a container stop, Ctrl-C to the group as a
+terminal) and resumed (or started again, while no sweep exists yet), then run to the end and
+checked as the kill matrix checks one resume (`resumes_as_if_never_stopped`). It prints one
+JSON line per seed. Minutes per seed, so it is not part of `make test`; it is how the stops in
+a sweep's first seconds were found (README, "What a stop costs").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from .conftest import local_store
+from .sweep_process import Cli, child_runs
+from .test_kill_matrix import TRIALS, Case, resumes_as_if_never_stopped, sweep_file
+
+SHAPES = [("bayes", 2, "builtin"), ("random", 2, "custom"), ("bayes", 1, "custom"),
+          ("random", 2, "builtin-lr")]
+SIGNALS = [(signal.SIGKILL, True), (signal.SIGKILL, True), (signal.SIGTERM, False),
+           (signal.SIGINT, True)]
+
+
+def sweep_started(workdir: Path) -> bool:
+    """Whether the store has the sweep's parent run (so the next start is a --resume); no
+    store is created to find out."""
+    if not (workdir / "mlflow.db").exists():
+        return False
+    client = MlflowClient(local_store())
+    experiment = client.get_experiment_by_name("rel")
+    return experiment is not None and bool(client.search_runs([experiment.experiment_id]))
+
+
+def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
+    rng = random.Random(seed)
+    case = Case(*SHAPES[seed % len(SHAPES)], moment="soak", when=lambda _: True)
+    os.chdir(workdir)  # the tests' helpers read the store of the current folder
+    exp_file = sweep_file(workdir, case)
+    log, exists = [], False
+    for _ in range(stops):
+        cli = Cli(workdir, str(exp_file), *(["--resume"] if exists else []))
+        delay_s = rng.uniform(0.3, max_delay_s)
+        signum, group = rng.choice(SIGNALS)
+        deadline = time.monotonic() + delay_s
+        while time.monotonic() < deadline and cli.running():
+            time.sleep(0.02)
+        if cli.running():
+            cli.signal(signum, group)
+        code, _, err = cli.finish()
+        log.append([round(delay_s, 2), signal.Signals(signum).name, code,
+                    (err.strip().splitlines() or [""])[-1][:200]])
+        exists = exists or sweep_started(workdir)
+        if code == 0:
+            break
+    try:
+        if exists:
+            resumes_as_if_never_stopped(workdir, exp_file, case)
+        else:
+            code, _, err = Cli(workdir, str(exp_file)).finish()
+            assert code == 0, err[-1500:]
+            assert [r.info.status for r in child_runs()] == ["FINISHED"] * TRIALS
+        verdict = "ok"
+    except AssertionError as error:
+        verdict = f"FAILED: {str(error)[:1500]}"
+    return {"seed": seed, "case": str(case), "verdict": verdict, "stops": log}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="tests.soak_stops", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--stops", type=int, default=4)
+    parser.add_argument("--max-delay", type=float, default=20.0,
+                        help="seconds; a sweep here takes ~10 s to start and ~20 s in all")
+    args = parser.parse_args()
+    # a background job starts with SIGINT ignored, and its children would inherit that
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for seed in range(args.first, args.first + args.seeds):
+        workdir = Path(tempfile.mkdtemp(prefix=f"soak{seed}-"))
+        result = soak(workdir, seed, args.stops, args.max_delay)
+        if result["verdict"] == "ok":
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            result["kept"] = str(workdir)  # its files, CLI output included, for a look
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
