@@ -54,20 +54,10 @@ search:
   space:
     train.lr: {{loguniform: [1.0e-3, 0.3]}}
 """
-BUILTIN_LR = """
-name: rel
-data: {{batch_size: 16}}
-model: {{hidden: 32}}
-train: {{epochs: 3}}
-lr_range_test: {{enabled: true}}
-search:
-  searcher: {searcher}
-  num_samples: 4
-  max_concurrent: {concurrent}
-  bayes: {{n_initial_points: 2}}
-  space:
-    train.weight_decay: {{loguniform: [1.0e-5, 1.0e-2]}}
-"""
+# the same sweep after an LR range test, which fixes train.lr: the search moves to weight decay
+BUILTIN_LR = BUILTIN.replace("search:", "lr_range_test: {{enabled: true}}\nsearch:").replace(
+    "train.lr: {{loguniform: [1.0e-3, 0.3]}}",
+    "train.weight_decay: {{loguniform: [1.0e-5, 1.0e-2]}}")
 TEMPLATES = {"custom": CUSTOM, "builtin": BUILTIN, "builtin-lr": BUILTIN_LR}
 """The sweeps: a custom trainable without checkpoints, the built-in one (a checkpoint per
 epoch), and the built-in one after an LR range test (which sets train.lr for every trial)."""
