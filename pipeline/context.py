@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Experiment
-from pipeline.execution import cluster, cost, storage
+from pipeline.execution import cluster, cost, storage, worker_exit
 from pipeline.results import tracking
 
 
@@ -31,8 +31,11 @@ class SweepContext:
     pricing: cost.Pricing
 
     @property
-    def worker_env(self) -> dict[str, str]:
-        return cluster.worker_env(self.tracking_uri, self.mlflow_experiment)
+    def runtime_env(self) -> dict[str, Any]:
+        """What every worker of the sweep starts with: its environment, and the hook that lets
+        SIGTERM end it quietly."""
+        return {"env_vars": cluster.worker_env(self.tracking_uri, self.mlflow_experiment),
+                "worker_process_setup_hook": worker_exit.SETUP_HOOK}
 
 
 def resolve(exp: Experiment) -> SweepContext:

@@ -107,7 +107,7 @@ def init_ray(ctx: SweepContext) -> None:
     if not ray.is_initialized():
         with stopping.ray_starting():  # our stop handlers kept; out of the terminal's group
             ray.init(address=ctx.ray_address, include_dashboard=False, logging_level="WARNING",
-                     runtime_env={"env_vars": ctx.worker_env})
+                     runtime_env=ctx.runtime_env)
 
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:

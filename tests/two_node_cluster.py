@@ -23,7 +23,8 @@ WORKER_ENV_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
 
 @ray.remote(num_gpus=0.5)
 def worker_env() -> dict[str, str | None]:
-    return {key: os.environ.get(key) for key in WORKER_ENV_KEYS}
+    return {**{key: os.environ.get(key) for key in WORKER_ENV_KEYS},
+            "unraisablehook": sys.unraisablehook.__module__}
 
 
 @contextmanager
