@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Experiment
-from pipeline.execution import cluster, cost, storage, worker_exit
+from pipeline.execution import cluster, cost, storage, worker_setup
 from pipeline.results import tracking
 
 
@@ -32,10 +32,10 @@ class SweepContext:
 
     @property
     def runtime_env(self) -> dict[str, Any]:
-        """What every worker of the sweep starts with: its environment, and the hook that lets
-        SIGTERM end it quietly."""
+        """What every worker of the sweep starts with: its environment, and our setup hook
+        (a SIGTERM ends it quietly; Tune's INFO lines stay in its log)."""
         return {"env_vars": cluster.worker_env(self.tracking_uri, self.mlflow_experiment),
-                "worker_process_setup_hook": worker_exit.SETUP_HOOK}
+                "worker_process_setup_hook": worker_setup.SETUP_HOOK}
 
 
 def resolve(exp: Experiment) -> SweepContext:

@@ -132,7 +132,7 @@ def test_fractional_gpu_trials_run_concurrently_on_both_nodes(
     worker_env = json.loads(done.stdout.strip().splitlines()[-1])
     assert worker_env == {"MLFLOW_TRACKING_URI": local_store(),
                           "MLFLOW_EXPERIMENT_NAME": "two-nodes",
-                          "unraisablehook": "pipeline.execution.worker_exit"}
+                          "unraisablehook": "pipeline.execution.worker_setup"}
 
 
 CUSTOM_SWEEP = """
