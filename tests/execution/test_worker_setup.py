@@ -35,8 +35,9 @@ print("went on after the exit")
 
 
 def test_an_exit_python_must_swallow_ends_the_process_and_other_errors_are_reported() -> None:
-    done = subprocess.run([sys.executable, "-c", EXIT_IN_CALLBACKS], capture_output=True, check=False,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run([sys.executable, "-c", EXIT_IN_CALLBACKS], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 3, done.stderr
     assert done.stdout.splitlines() == ["went on after the bug"]
     assert "ValueError: a bug in a callback" in done.stderr  # reported as Python would
