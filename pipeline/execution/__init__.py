@@ -1,5 +1,6 @@
 """The Ray edge: the trial adapter, which cluster and resources, where results are stored, what
-trials cost and the budget that stops a sweep, the progress lines on the terminal.
+trials cost and the budget that stops a sweep, the progress lines on the terminal, and what
+each worker sets up before its first task.
 
 Imports Ray, `pipeline.config` and `pipeline.training`; never MLflow.
 """
