@@ -1,6 +1,7 @@
 """Schedulers end to end through real Ray and MLflow: PBT's exploits copy weights and are
 visible, its best config replays the schedule, HyperBand resumes paused trials from their
-checkpoints, the median rule stops, and a killed PBT sweep resumes with its lineage."""
+checkpoints, the median rule stops, a killed PBT sweep resumes with its lineage and a killed
+ASHA sweep with its rungs."""
 from __future__ import annotations
 
 import json
@@ -276,3 +277,50 @@ def test_a_killed_hyperband_sweep_resumes_its_brackets(workdir: Path) -> None:
         ends.append(len(steps))
     assert sorted(ends) == [2, 4, 4, 4, 4, 4]
     assert parent_run().info.status == "FINISHED"
+
+
+KILLED_RUNGS = """
+name: rel
+trainable: tests.trainables:slow_steps
+params: {x: 0.0, steps: 4, step_s: 0.3}
+train: {epochs: 4}
+search:
+  searcher: grid
+  scheduler: asha
+  metric: score
+  mode: max
+  max_concurrent: 1
+  asha: {grace_period: 1, reduction_factor: 2}
+  space:
+    params.x: {grid: [0.5, 0.9, 0.1, 0.05, 0.2, 0.8]}
+"""
+"""One trial at a time in grid order, scoring x + step: ASHA lets 0.5 and 0.9 run, stops 0.1,
+0.05 and 0.2 at their first report (below the median of the first reports before them), and
+lets 0.8 run (above it). Rungs that forgot the first trials' reports let the next ones run.
+The median rule decides the same on this sweep (checked by hand with `scheduler: median`,
+`median: {grace_period: 1, min_samples_required: 2}`; its saved state: test_scheduler_state)."""
+STEPS_UNSTOPPED = {0.5: 4, 0.9: 4, 0.1: 1, 0.05: 1, 0.2: 1, 0.8: 4}
+
+
+@pytest.mark.slow
+def test_a_killed_asha_sweep_keeps_its_rungs(workdir: Path) -> None:
+    """Killed once the two trials that set the bar have finished: resumed, ASHA stops the
+    same trials as in a sweep never stopped, and no step runs twice."""
+    exp_file = write_experiment(workdir, KILLED_RUNGS)
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: sum(r.info.status == "FINISHED" for r in child_runs()) >= 2,
+             timeout_s=240, every_s=0.1, while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    assert len(child_runs()) < 6, "finished too soon"
+
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish(timeout_s=180)
+    assert code == 0, err[-3000:]
+    client = MlflowClient(local_store())
+    ran = {}
+    for run in child_runs():
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "step_seen")]
+        assert sorted(steps) == list(range(1, len(steps) + 1)), steps  # none twice
+        assert run.info.status == "FINISHED"
+        ran[float(run.data.params["params.x"])] = len(steps)
+    assert ran == STEPS_UNSTOPPED

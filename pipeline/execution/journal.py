@@ -16,9 +16,10 @@ ended:
   everything MLflow shows is in the journal, and what MLflow may lack (the logger's queue is
   part of the snapshot) is replayed on resume;
 - `restore` puts the journal's snapshot back in place before `Tuner.restore` reads it;
-- a scheduler with state Tune does not save (HyperBand's brackets, `search.hyperband`) has
-  it saved with the callbacks' state (`get_state`) and given back before the restored trials
-  reach it (`set_state`).
+- the scheduler's state, which Tune does not save, is saved with the callbacks' state
+  (`get_state`) and given back on restore: HyperBand's brackets before the restored trials
+  reach it (`set_state`, `search.hyperband`), the other schedulers' decisions once they are
+  back, at the first step (`on_step_begin`, `search.scheduler_state`).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import pyarrow.fs
 from ray import tune
 
 from pipeline.execution import held_deletions
+from pipeline.search import scheduler_state
 
 JOURNAL_DIR = "journal"
 POINTER = "CURRENT"
@@ -107,23 +109,37 @@ class Journal(tune.Callback):
 
     def __init__(self) -> None:
         self._dirty = False
+        self._scheduler_to_load: bytes | None = None
         self._sequence = 0
         self.saves = 0
         self.save_s = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_dirty": False, "saves": 0, "save_s": 0.0}
+        return {**self.__dict__, "_dirty": False, "saves": 0, "save_s": 0.0,
+                "_scheduler_to_load": None}
 
     def get_state(self) -> dict[str, Any] | None:
-        """The scheduler's own state where it has one Tune does not save (HyperBand's
-        brackets: search.hyperband), staged with the rest of Tune's state."""
-        snapshot = getattr(_controller()._scheduler_alg, "snapshot", None)
-        return {"scheduler": snapshot()} if snapshot else None
+        """The scheduler's state, which Tune does not save, staged with the rest of Tune's."""
+        scheduler = _controller()._scheduler_alg
+        snapshot = getattr(scheduler, "snapshot", None)  # restores itself: ResumableHyperBand
+        saved = snapshot() if snapshot else scheduler_state.save(scheduler)
+        return None if saved is None else {"scheduler": saved}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """On restore, before Tune hands the restored trials to the scheduler."""
-        if state.get("scheduler") is not None:
-            _controller()._scheduler_alg.load_snapshot(state["scheduler"])
+        saved = state.get("scheduler")
+        if saved is None:
+            return
+        scheduler = _controller()._scheduler_alg
+        if hasattr(scheduler, "load_snapshot"):
+            scheduler.load_snapshot(saved)
+        else:  # needs the restored trials: at the first step
+            self._scheduler_to_load = saved
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._scheduler_to_load is not None:
+            scheduler_state.load(_controller()._scheduler_alg, self._scheduler_to_load, trials)
+            self._scheduler_to_load = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._dirty = True
