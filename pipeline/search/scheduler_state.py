@@ -23,9 +23,9 @@ import pickle
 from typing import Any
 
 import cloudpickle
+from ray.train._internal.session import _FutureTrainingResult
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, PopulationBasedTraining
-from ray.train._internal.session import _FutureTrainingResult
 
 
 def _decisions(scheduler: Any) -> dict[str, Any] | None:
