@@ -264,7 +264,7 @@ def test_a_killed_hyperband_sweep_resumes_its_brackets(workdir: Path) -> None:
     before = {r.data.tags["trial_id"]: r.info.run_id for r in child_runs()}
     assert any(r.info.status != "FINISHED" for r in child_runs()), "finished too soon"
 
-    code, out, err = Cli(workdir, str(exp_file), "--resume").finish(timeout_s=180)
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish(timeout_s=180)
     assert code == 0, err[-3000:]
     runs = {r.data.tags["trial_id"]: r for r in child_runs()}
     assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs.values())
