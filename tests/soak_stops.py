@@ -1,11 +1,13 @@
 """`python -m tests.soak_stops [--seeds 12] [--first 0]`: the kill matrix's sweeps stopped at
 random moments instead of chosen ones, again and again.
 
-Per seed: one sweep shape of `test_kill_matrix` (seed mod the shapes), started, then up to
+Per seed: one sweep shape (seed mod the shapes: the kill matrix's, and the stopping rules'
+sweep of `test_schedulers` under ASHA and under the median rule), started, then up to
 `--stops` times stopped after a random delay by a random signal (SIGKILL to the process group
 as a lost machine, SIGTERM to the driver as a container stop, Ctrl-C to the group as a
 terminal) and resumed (or started again, while no sweep exists yet), then run to the end and
-checked as the kill matrix checks one resume (`resumes_as_if_never_stopped`). It prints one
+checked as the kill matrix checks one resume (`resumes_as_if_never_stopped`), or for the
+stopping rules: the same trials stopped at the same step as in a sweep never stopped. It prints one
 JSON line per seed. Minutes per seed, so it is not part of `make test`; it is how the stops in
 a sweep's first seconds were found (README, "What a stop costs").
 """
@@ -23,12 +25,14 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from .conftest import local_store
+from .conftest import local_store, write_experiment
 from .sweep_process import Cli, child_runs
 from .test_kill_matrix import TRIALS, Case, resumes_as_if_never_stopped, sweep_file
+from .test_schedulers import KILLED_MEDIAN, KILLED_RUNGS, STEPS_UNSTOPPED, steps_by_x
 
 SHAPES = [("bayes", 2, "builtin"), ("random", 2, "custom"), ("bayes", 1, "custom"),
-          ("random", 2, "builtin-lr")]
+          ("random", 2, "builtin-lr"), "asha", "median"]
+STOPPING = {"asha": KILLED_RUNGS, "median": KILLED_MEDIAN}
 SIGNALS = [(signal.SIGKILL, True), (signal.SIGKILL, True), (signal.SIGTERM, False),
            (signal.SIGINT, True)]
 
@@ -45,9 +49,13 @@ def sweep_started(workdir: Path) -> bool:
 
 def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
     rng = random.Random(seed)
-    case = Case(*SHAPES[seed % len(SHAPES)], moment="soak", when=lambda _: True)
+    shape = SHAPES[seed % len(SHAPES)]
     os.chdir(workdir)  # the tests' helpers read the store of the current folder
-    exp_file = sweep_file(workdir, case)
+    if shape in STOPPING:
+        exp_file = write_experiment(workdir, STOPPING[shape])
+    else:
+        case = Case(*shape, moment="soak", when=lambda _: True)
+        exp_file = sweep_file(workdir, case)
     log, exists = [], False
     for _ in range(stops):
         cli = Cli(workdir, str(exp_file), *(["--resume"] if exists else []))
@@ -65,7 +73,11 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
         if code == 0:
             break
     try:
-        if exists:
+        if shape in STOPPING:
+            code, _, err = Cli(workdir, str(exp_file), *(["--resume"] if exists else [])).finish()
+            assert code == 0, err[-1500:]
+            assert steps_by_x() == STEPS_UNSTOPPED
+        elif exists:
             resumes_as_if_never_stopped(workdir, exp_file, case)
         else:
             code, _, err = Cli(workdir, str(exp_file)).finish()
@@ -74,7 +86,8 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
         verdict = "ok"
     except AssertionError as error:
         verdict = f"FAILED: {str(error)[:1500]}"
-    return {"seed": seed, "case": str(case), "verdict": verdict, "stops": log}
+    return {"seed": seed, "case": shape if shape in STOPPING else str(case), "verdict": verdict,
+            "stops": log}
 
 
 def main() -> None:
