@@ -289,6 +289,7 @@ search:
   scheduler: asha
   metric: score
   mode: max
+  num_samples: 1
   max_concurrent: 1
   asha: {grace_period: 1, reduction_factor: 2}
   space:
@@ -309,7 +310,9 @@ def steps_by_x() -> dict[float, int]:
     """The steps each trial of KILLED_RUNGS ran, by x; every run finished, no step twice."""
     client = MlflowClient(local_store())
     ran = {}
-    for run in child_runs():
+    runs = child_runs()
+    assert len(runs) == len(STEPS_UNSTOPPED)
+    for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "step_seen")]
         assert sorted(steps) == list(range(1, len(steps) + 1)), steps  # none twice
         assert run.info.status == "FINISHED"

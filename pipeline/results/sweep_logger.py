@@ -5,8 +5,10 @@ Updates are queued as plain records and sent at the end of each step of Tune's l
 `pipeline.execution.journal.Journal` (earlier in the callback list) has saved the snapshot that
 includes them. A result that comes with a checkpoint waits until Tune has registered that
 checkpoint (`on_trial_save`, a step or more later): sent earlier, a kill in between would make
-the trial start again from its previous checkpoint and report the same epoch twice. The queue is part of that snapshot (`get_state`), so whatever MLflow had not
-received at a kill is sent again on resume. Sending a record twice changes nothing: a run is
+the trial start again from its previous checkpoint and report the same epoch twice; a trial
+that stops, fails or is retried before that drops what it held, as it reports those epochs
+again from the checkpoint before. The queue is part of that snapshot (`get_state`), so
+whatever MLflow had not received at a kill is sent again on resume. Sending a record twice changes nothing: a run is
 found by its trial id, and a metric with the same step, timestamp and value is stored once.
 While the tracking server is down the records stay queued and are retried at every step and
 at the end, so an outage loses nothing either.
@@ -93,6 +95,11 @@ class SweepLogger(tune.Callback):
     def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._queue.extend(self._held.pop(trial.trial_id, []))
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Failed, to be retried from its last registered checkpoint: the results it held for
+        a checkpoint Tune never registered come again from the retry."""
+        self._held.pop(trial.trial_id, None)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FINISHED")
 
@@ -104,7 +111,12 @@ class SweepLogger(tune.Callback):
             # ended without ever starting (it failed to start or to restore): still a run
             self.on_trial_start(0, [], trial)
         self._ended.add(trial.trial_id)
-        self._queue.extend(self._held.pop(trial.trial_id, []))
+        held = self._held.pop(trial.trial_id, [])
+        # Only a finished trial's are its last word. One stopped (KILLED: a resume continues
+        # it) or failed (FAILED: a resume retries it) starts again from its last registered
+        # checkpoint and reports these epochs again.
+        if status == "FINISHED":
+            self._queue.extend(held)
         self._queue.append(("end", trial.trial_id, status, error))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

@@ -92,6 +92,47 @@ def test_a_result_with_a_checkpoint_waits_until_tune_registered_it(tmp_path: Pat
     assert [m.step for m in client.get_metric_history(run_id, "score")] == [1]
 
 
+def test_a_stopped_trial_s_unregistered_result_is_not_sent(tmp_path: Path) -> None:
+    """Stopped by a signal between a report and the registration of its checkpoint (found by
+    the soak): the trial resumes from its previous checkpoint and reports that epoch again,
+    so the first report must not reach MLflow (it did: the same step twice)."""
+    sweep = logger(tmp_path)
+    trial = Trial("k", 0.9)
+    sweep.on_trial_start(0, [], trial)
+    sweep.on_trial_result(0, [], trial, {"score": 1.0, "training_iteration": 1,
+                                         "should_checkpoint": True})
+    sweep.on_trial_save(1, [], trial)
+    sweep.on_trial_result(1, [], trial, {"score": 2.0, "training_iteration": 2,
+                                         "should_checkpoint": True})
+    sweep.on_experiment_end([trial])
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    client = MlflowClient(sweep.store.uri)
+    assert [m.step for m in client.get_metric_history(run_id, "score")] == [1]
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_a_retried_trial_reports_each_epoch_once(tmp_path: Path) -> None:
+    """A trial that failed after a report whose checkpoint Tune had not registered is retried
+    from the checkpoint before it and reports that epoch again."""
+    sweep = logger(tmp_path)
+    trial = Trial("r", 0.1)
+    sweep.on_trial_start(0, [], trial)
+    for step in (1, 2):
+        sweep.on_trial_result(0, [], trial, {"score": float(step), "training_iteration": step,
+                                             "should_checkpoint": True})
+        if step == 1:
+            sweep.on_trial_save(0, [], trial)
+    sweep.on_trial_recover(1, [], trial)
+    sweep.on_trial_result(2, [], trial, {"score": 2.5, "training_iteration": 2,
+                                         "should_checkpoint": True})
+    sweep.on_trial_save(2, [], trial)
+    sweep.on_trial_complete(2, [], trial)
+    sweep.on_step_end(2, [])
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    history = MlflowClient(sweep.store.uri).get_metric_history(run_id, "score")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.5)]
+
+
 def test_a_run_whose_params_were_cut_off_gets_the_rest_when_its_trial_starts_again(
         tmp_path: Path) -> None:
     """Params go in batches of 100 after create_run: a stop in between leaves a run with
