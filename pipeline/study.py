@@ -75,7 +75,9 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
         raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
     tags = runs[0].data.tags
     sweep = Sweep(tags[SWEEP_TAG], tags["storage_path"], runs[0].info.run_id)
-    return replace(sweep, restorable=tune.Tuner.can_restore(*storage.tune_location(sweep.path)))
+    restorable = (tune.Tuner.can_restore(*storage.tune_location(sweep.path))
+                  and journal.has_trials(*storage.filesystem(sweep.path)))
+    return replace(sweep, restorable=restorable)
 
 
 def load_checked(exp: Experiment) -> datasets.Tensors:

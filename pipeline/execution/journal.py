@@ -42,7 +42,8 @@ JOURNAL_DIR = "journal"
 POINTER = "CURRENT"
 STATS = "stats.json"
 # The files Tune keeps per session at the top of a sweep folder (Ray 2.60 names).
-STATE_FILES = ("experiment_state-*.json", "searcher-state-*.pkl", "search_gen_state-*.json",
+EXPERIMENT_STATE = "experiment_state-*.json"  # the trials
+STATE_FILES = (EXPERIMENT_STATE, "searcher-state-*.pkl", "search_gen_state-*.json",
                "basic-variant-state-*.json", "callback-states-*.pkl")
 KEEP_SNAPSHOTS = 2
 log = logging.getLogger(__name__)
@@ -214,6 +215,17 @@ class Journal(tune.Callback):
     def _last_sequence(fs: pyarrow.fs.FileSystem, root: str) -> int:
         current = current_snapshot(fs, root)
         return int(PurePosixPath(current).name) if current else 0
+
+
+def has_trials(fs: pyarrow.fs.FileSystem, experiment_path: str) -> bool:
+    """Whether Tune can restore the sweep's trials: the journal has a snapshot, or Tune wrote
+    its experiment state itself. A stop after Tune wrote the Tuner (`tuner.pkl`, which is all
+    `Tuner.can_restore` looks for) and before either leaves nothing to restore: Tune would
+    start again from the pickled Tuner, which lacks the param_space, and every trial fail."""
+    if current_snapshot(fs, experiment_path) is not None:
+        return True
+    return any(fnmatch.fnmatch(info.base_name, EXPERIMENT_STATE)
+               for info in _files(fs, experiment_path))
 
 
 def restore(fs: pyarrow.fs.FileSystem, experiment_path: str) -> bool:
