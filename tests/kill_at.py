@@ -7,7 +7,8 @@ a loaded machine never):
   that step's end.
 - `model-upload-cut`: the summary has uploaded the best model's files, not yet marked it READY.
 - `model-version-made`: the summary has registered the model's version, not yet moved the alias.
-- `tuner-saved`: Ray Tune has written the Tuner (`tuner.pkl`), not yet any experiment state.
+- `sigterm-as-fit-starts`: SIGTERM as `Tuner.fit` starts Tune's run: Tune has written the
+  Tuner (`tuner.pkl`), not yet its own SIGINT handler nor any experiment state.
 - `sigterm-loading-data`: SIGTERM while the sweep's data loads, before Ray starts.
 - `sigterm-in-ray-init`: SIGTERM inside `ray.init`, once it has started the raylet (and put in
   its own SIGTERM handler).
@@ -27,7 +28,7 @@ import ray._private.services
 import ray._private.worker
 from mlflow.tracking import MlflowClient
 from ray.train._internal.checkpoint_manager import _CheckpointManager
-from ray.tune.impl.tuner_internal import TunerInternal
+from ray.tune.impl import tuner_internal
 
 from pipeline import study
 from pipeline.cli import main
@@ -59,11 +60,11 @@ def die_instead(*_, **__) -> None:
     die()
 
 
-def die_after(step: Callable) -> Callable:
-    def step_then_die(*args, **kwargs) -> None:
-        step(*args, **kwargs)
-        die()
-    return step_then_die
+def sigterm_before(step: Callable) -> Callable:
+    def sigterm_then_step(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return step(*args, **kwargs)
+    return sigterm_then_step
 
 
 def sigterm_after(step: Callable) -> Callable:
@@ -83,8 +84,8 @@ if __name__ == "__main__":
         MlflowClient.finalize_logged_model = die_before_ready(MlflowClient.finalize_logged_model)
     elif moment == "model-version-made":
         registry.promote = die_instead
-    elif moment == "tuner-saved":
-        TunerInternal.__init__ = die_after(TunerInternal.__init__)
+    elif moment == "sigterm-as-fit-starts":
+        tuner_internal.run = sigterm_before(tuner_internal.run)
     elif moment == "sigterm-loading-data":
         study.datasets.load = sigterm_after(study.datasets.load)
     elif moment == "sigterm-in-ray-init":

@@ -154,20 +154,6 @@ def test_a_kill_as_tune_drops_a_surplus_checkpoint_resumes(workdir: Path) -> Non
 
 
 @pytest.mark.slow
-def test_a_kill_before_tune_saved_any_state_starts_the_sweep_again(workdir: Path) -> None:
-    """Killed after Tune wrote the Tuner but before its first state (found by the soak):
-    Tune's restore found no trials, started from the pickled Tuner without its param_space,
-    and every trial of every later resume failed (KeyError: 'params')."""
-    case = Case("random", 2, "custom", "tuner-saved", lambda _: True)
-    exp_file = sweep_file(workdir, case)
-    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at",
-                       env={"KILL_AT": "tuner-saved"}).finish()
-    assert code == -signal.SIGKILL, err[-3000:]
-    assert parent_run() is not None and not child_runs()
-    resumes_as_if_never_stopped(workdir, exp_file, case)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["model-upload-cut", "model-version-made"])
 def test_a_kill_while_the_summary_registers_the_model_leaves_one_version(workdir: Path,
                                                                         moment: str) -> None:

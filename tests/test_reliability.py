@@ -213,6 +213,26 @@ def test_a_sigterm_before_the_sweep_exists_says_so_and_leaves_nothing(workdir: P
     assert not sweep.leftovers()
 
 
+@pytest.mark.slow
+def test_a_sigterm_as_fit_starts_leaves_a_sweep_that_starts_again(workdir: Path) -> None:
+    """Tune has written its Tuner (tuner.pkl), not yet its SIGINT handler nor any trial state
+    (found by the soak): the SIGTERM ended the CLI as a Ctrl-C would (130), and every later
+    --resume restored that Tuner without trials and without its param_space, every trial
+    failing (KeyError: 'params' in a custom trainable)."""
+    exp_file = write_experiment(workdir, tiny_sweep("rel", "    train.lr: {grid: [0.1, 0.2]}"))
+    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at",
+                       env={"KILL_AT": "sigterm-as-fit-starts"}).finish(120)
+    assert code == 143, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: sweep rel-")
+    assert parent_run().info.status == "KILLED" and not child_runs()
+
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    assert "it stopped before its first trial was saved, so it starts again" in out
+    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+    assert parent_run().info.status == "FINISHED"
+
+
 LR_STAGE = """
 name: rel
 data: {batch_size: 16}

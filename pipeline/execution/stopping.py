@@ -5,7 +5,8 @@ interrupted trials TERMINATED like finished ones; its handler puts the previous 
 when it fired, which is what tells the two apart. SIGTERM (`ray job stop`, a container or spot
 shutdown, systemd) and SIGHUP (a closed terminal) would otherwise kill the driver through
 Ray's own handler, with a C-level stack dump and nothing saved: here they go through Tune's
-SIGINT handler instead. A second signal during that shutdown ends the process at once, still
+SIGINT handler instead (in fit's first moments, before Tune has put that in, they stop it as
+they do outside fit, with their own exit code). A second signal during that shutdown ends the process at once, still
 without a dump; the journal (`pipeline.execution.journal`) makes that safe too.
 
 A terminal's Ctrl-C and hang-up, `timeout` and `kill -TERM -PGID` signal the whole process
@@ -92,12 +93,14 @@ def signals_interrupt() -> Iterator[list[int]]:
         yield received
 
 
-def _forward_to_tune(received: list[int]) -> Callable[[int, Any], None]:
+def _forward_to_tune(received: list[int], ours: Any) -> Callable[[int, Any], None]:
     def handler(signum: int, frame: Any) -> None:
         if received:  # a second signal: stop now
             os._exit(exit_code(received[0]))
         received.append(signum)
         tune_handler = signal.getsignal(signal.SIGINT)
+        if tune_handler is ours:  # fit has not put Tune's in yet: nothing of Tune's to save
+            raise Interrupted("", signum)
         if callable(tune_handler):
             tune_handler(signal.SIGINT, frame)
     return handler
@@ -110,7 +113,7 @@ def fit_until_signal(tuner: tune.Tuner) -> tuple[tune.ResultGrid, int | None]:
     say_stops_our_way()
     ours = signal.getsignal(signal.SIGINT)
     received: list[int] = []
-    with _stop_signals_to(_forward_to_tune(received)):
+    with _stop_signals_to(_forward_to_tune(received, ours)):
         results = tuner.fit()
         if signal.getsignal(signal.SIGINT) is ours and not received:
             received.append(signal.SIGINT)  # Tune's handler fired and put ours back
