@@ -1,8 +1,8 @@
 """`python -m tests.soak_stops [--seeds 12] [--first 0]`: the kill matrix's sweeps stopped at
 random moments instead of chosen ones, again and again.
 
-Per seed: one sweep shape (seed mod the shapes: the kill matrix's, and the stopping rules'
-sweep of `test_schedulers` under ASHA and under the median rule), started, then up to
+Per seed: one sweep shape (seed mod the shapes: the kill matrix's, and `test_schedulers`'
+sweeps under ASHA, the median rule and HyperBand), started, then up to
 `--stops` times stopped after a random delay by a random signal (SIGKILL to the process group
 as a lost machine, SIGTERM to the driver as a container stop, Ctrl-C to the group as a
 terminal) and resumed (or started again, while no sweep exists yet), then run to the end and
@@ -28,11 +28,22 @@ from mlflow.tracking import MlflowClient
 from .conftest import local_store, write_experiment
 from .sweep_process import Cli, child_runs
 from .test_kill_matrix import TRIALS, Case, resumes_as_if_never_stopped, sweep_file
-from .test_schedulers import KILLED_MEDIAN, KILLED_RUNGS, STEPS_UNSTOPPED, steps_by_x
+from .test_schedulers import (
+    BAND_ENDS,
+    KILLED_BAND,
+    KILLED_MEDIAN,
+    KILLED_RUNGS,
+    STEPS_UNSTOPPED,
+    band_ends,
+    steps_by_x,
+)
 
 SHAPES = [("bayes", 2, "builtin"), ("random", 2, "custom"), ("bayes", 1, "custom"),
-          ("random", 2, "builtin-lr"), "asha", "median"]
-STOPPING = {"asha": KILLED_RUNGS, "median": KILLED_MEDIAN}
+          ("random", 2, "builtin-lr"), "asha", "median", "hyperband"]
+STOPPING = {"asha": (KILLED_RUNGS, lambda: steps_by_x() == STEPS_UNSTOPPED),
+            "median": (KILLED_MEDIAN, lambda: steps_by_x() == STEPS_UNSTOPPED),
+            "hyperband": (KILLED_BAND, lambda: band_ends() == BAND_ENDS)}
+"""Sweeps whose scheduler stops trials, and what they end with when never stopped."""
 SIGNALS = [(signal.SIGKILL, True), (signal.SIGKILL, True), (signal.SIGTERM, False),
            (signal.SIGINT, True)]
 
@@ -52,7 +63,7 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
     shape = SHAPES[seed % len(SHAPES)]
     os.chdir(workdir)  # the tests' helpers read the store of the current folder
     if shape in STOPPING:
-        exp_file = write_experiment(workdir, STOPPING[shape])
+        exp_file = write_experiment(workdir, STOPPING[shape][0])
     else:
         case = Case(*shape, moment="soak", when=lambda _: True)
         exp_file = sweep_file(workdir, case)
@@ -76,7 +87,7 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
         if shape in STOPPING:
             code, _, err = Cli(workdir, str(exp_file), *(["--resume"] if exists else [])).finish()
             assert code == 0, err[-1500:]
-            assert steps_by_x() == STEPS_UNSTOPPED
+            assert STOPPING[shape][1](), "the scheduler stopped other trials than unstopped"
         elif exists:
             resumes_as_if_never_stopped(workdir, exp_file, case)
         else:

@@ -250,11 +250,15 @@ search:
 """
 
 
+BAND_ENDS = [2, 4, 4, 4, 4, 4]
+"""max_t 4, eta 2: a bracket of three running to 4, and one of three halved at 2, so one
+trial stops there."""
+
+
 @pytest.mark.slow
 def test_a_killed_hyperband_sweep_resumes_its_brackets(workdir: Path) -> None:
     """Killed once a trial has finished and others wait at a milestone: resumed, every trial
-    ends where its bracket says (max_t 4, eta 2: a bracket of three running to 4, and one of
-    three halved at 2, so one trial stops there), with no step run twice."""
+    ends where its bracket says (BAND_ENDS), with no step run twice."""
     exp_file = write_experiment(workdir, KILLED_BAND)
     first = Cli(workdir, str(exp_file))
     wait_for(lambda: any(r.info.status == "FINISHED" for r in child_runs()), timeout_s=240,
@@ -267,16 +271,22 @@ def test_a_killed_hyperband_sweep_resumes_its_brackets(workdir: Path) -> None:
     code, _, err = Cli(workdir, str(exp_file), "--resume").finish(timeout_s=180)
     assert code == 0, err[-3000:]
     runs = {r.data.tags["trial_id"]: r for r in child_runs()}
-    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs.values())
     assert all(runs[t].info.run_id == run_id for t, run_id in before.items())
+    assert band_ends() == BAND_ENDS
+    assert parent_run().info.status == "FINISHED"
+
+
+def band_ends() -> list[int]:
+    """The steps each trial of KILLED_BAND ran, in order; every run finished, none twice."""
     client = MlflowClient(local_store())
+    runs = child_runs()
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
     ends = []
-    for run in runs.values():
+    for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "step_seen")]
         assert sorted(steps) == list(range(1, len(steps) + 1)), steps  # none twice
         ends.append(len(steps))
-    assert sorted(ends) == [2, 4, 4, 4, 4, 4]
-    assert parent_run().info.status == "FINISHED"
+    return sorted(ends)
 
 
 KILLED_RUNGS = """
