@@ -2,7 +2,7 @@
 random moments instead of chosen ones, again and again.
 
 Per seed: one sweep shape (seed mod the shapes: the kill matrix's, and `test_schedulers`'
-sweeps under ASHA, the median rule and HyperBand), started, then up to
+sweeps under ASHA, the median rule, HyperBand and PBT), started, then up to
 `--stops` times stopped after a random delay by a random signal (SIGKILL to the process group
 as a lost machine, SIGTERM to the driver as a container stop, Ctrl-C to the group as a
 terminal) and resumed (or started again, while no sweep exists yet), then run to the end and
@@ -33,17 +33,27 @@ from .test_schedulers import (
     KILLED_BAND,
     KILLED_MEDIAN,
     KILLED_RUNGS,
+    PBT,
     STEPS_UNSTOPPED,
     band_ends,
     steps_by_x,
 )
 
+
+def whole_population() -> bool:
+    runs = child_runs()
+    return len(runs) == 4 and all(r.info.status == "FINISHED" and r.data.metrics["epoch"] == 8
+                                  for r in runs)
+
+
 SHAPES = [("bayes", 2, "builtin"), ("random", 2, "custom"), ("bayes", 1, "custom"),
-          ("random", 2, "builtin-lr"), "asha", "median", "hyperband"]
+          ("random", 2, "builtin-lr"), "asha", "median", "hyperband", "pbt"]
 STOPPING = {"asha": (KILLED_RUNGS, lambda: steps_by_x() == STEPS_UNSTOPPED),
             "median": (KILLED_MEDIAN, lambda: steps_by_x() == STEPS_UNSTOPPED),
-            "hyperband": (KILLED_BAND, lambda: band_ends() == BAND_ENDS)}
-"""Sweeps whose scheduler stops trials, and what they end with when never stopped."""
+            "hyperband": (KILLED_BAND, lambda: band_ends() == BAND_ENDS),
+            "pbt": (PBT.format(name="rel", epochs=8), whole_population)}
+"""Sweeps under a scheduler, and what they end with when never stopped (PBT's exploits are
+random: its population, each member to the last epoch, in one run each)."""
 SIGNALS = [(signal.SIGKILL, True), (signal.SIGKILL, True), (signal.SIGTERM, False),
            (signal.SIGINT, True)]
 
@@ -87,7 +97,7 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
         if shape in STOPPING:
             code, _, err = Cli(workdir, str(exp_file), *(["--resume"] if exists else [])).finish()
             assert code == 0, err[-1500:]
-            assert STOPPING[shape][1](), "the scheduler stopped other trials than unstopped"
+            assert STOPPING[shape][1](), "the sweep ended otherwise than one never stopped"
         elif exists:
             resumes_as_if_never_stopped(workdir, exp_file, case)
         else:
