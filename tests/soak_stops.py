@@ -77,7 +77,7 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
     else:
         case = Case(*shape, moment="soak", when=lambda _: True)
         exp_file = sweep_file(workdir, case)
-    log, exists = [], False
+    log, exists, finished = [], False, set()
     for _ in range(stops):
         cli = Cli(workdir, str(exp_file), *(["--resume"] if exists else []))
         delay_s = rng.uniform(0.3, max_delay_s)
@@ -93,13 +93,16 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
         exists = exists or sweep_started(workdir)
         if code == 0:
             break
+        if exists:  # these must not run again: a trial running at a stop may (custom ones)
+            finished |= {r.data.tags["trial_id"] for r in child_runs()
+                         if r.info.status == "FINISHED"}
     try:
         if shape in STOPPING:
             code, _, err = Cli(workdir, str(exp_file), *(["--resume"] if exists else [])).finish()
             assert code == 0, err[-1500:]
             assert STOPPING[shape][1](), "the sweep ended otherwise than one never stopped"
         elif exists:
-            resumes_as_if_never_stopped(workdir, exp_file, case)
+            resumes_as_if_never_stopped(workdir, exp_file, case, finished)
         else:
             code, _, err = Cli(workdir, str(exp_file)).finish()
             assert code == 0, err[-1500:]
