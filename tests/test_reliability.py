@@ -222,10 +222,22 @@ def test_a_sigterm_as_fit_starts_leaves_a_sweep_that_starts_again(workdir: Path)
     exp_file = write_experiment(workdir, tiny_sweep("rel", "    train.lr: {grid: [0.1, 0.2]}"))
     code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at",
                        env={"KILL_AT": "sigterm-as-fit-starts"}).finish(120)
+    stopped_before_its_first_trial(code, err)
+    resumes_from_the_start(workdir, exp_file)
+
+
+def stopped_before_its_first_trial(code: int, err: str) -> None:
+    """SIGTERMed: exit 143, one line saying how to go on, the sweep KILLED without trials."""
     assert code == 143, err[-2000:]
-    assert err.strip().splitlines()[-1].startswith("interrupted: sweep rel-")
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: sweep {parent_run().data.tags[study.SWEEP_TAG]} stopped before every "
+        "trial finished; continue it with --resume")
     assert parent_run().info.status == "KILLED" and not child_runs()
 
+
+def resumes_from_the_start(workdir: Path, exp_file: Path) -> None:
+    """--resume of a sweep stopped before it saved a trial: it starts again, in the same parent
+    run, and finishes both its trials."""
     code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     assert "it stopped before its first trial was saved, so it starts again" in out
@@ -259,17 +271,8 @@ def test_a_stop_in_the_lr_range_test_leaves_the_sweep_killed_and_resume_finishes
     assert not parent_run().data.metrics  # its curve not logged yet: the stop lands in it
     first.signal(signal.SIGTERM)
     code, _, err = first.finish(60)
-    assert code == 143, err[-2000:]
-    assert err.strip().splitlines()[-1] == (
-        f"interrupted: sweep {parent_run().data.tags[study.SWEEP_TAG]} stopped before every "
-        "trial finished; continue it with --resume")
-    assert parent_run().info.status == "KILLED" and not child_runs()
-
-    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
-    assert code == 0, err[-3000:]
-    assert "it stopped before its first trial was saved, so it starts again" in out
-    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
-    assert parent_run().info.status == "FINISHED"
+    stopped_before_its_first_trial(code, err)
+    resumes_from_the_start(workdir, exp_file)
     assert "lr_agreement_decades" in parent_run().data.metrics  # the range test ran again
 
 
