@@ -276,6 +276,28 @@ def test_a_killed_hyperband_sweep_resumes_its_brackets(workdir: Path) -> None:
     assert parent_run().info.status == "FINISHED"
 
 
+BAND_ENDING_DONE = KILLED_BAND.replace("step_s: 0.8}", "step_s: 0.2, done_x: 0.5}").replace(
+    "searcher: random", "searcher: grid").replace(
+    "num_samples: 6", "num_samples: 1").replace(
+    "params.x: {uniform: [0.0, 1.0]}", "params.x: {grid: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}") + \
+    "resources: {cpu: 2}\n"
+"""One trial at a time, in grid order. The bracket (0.4, 0.5, 0.6) halved at 2 keeps 0.5, which
+waits there paused, and 0.6, which goes on to max_t and waits there; 0.5's last report then
+arrives as its end."""
+
+
+@pytest.mark.slow
+def test_hyperband_stops_a_trial_waiting_at_max_t_when_the_last_one_ends_there(
+        workdir: Path) -> None:
+    """Ray processes a bracket on the last report at its milestone, but a report that comes
+    as the trial's end goes to on_trial_complete, which does not: the trial waiting at max_t
+    stayed paused and the sweep hung (found by the soak, after a resume)."""
+    exp_file = write_experiment(workdir, BAND_ENDING_DONE)
+    code, _, err = Cli(workdir, str(exp_file)).finish(timeout_s=150)
+    assert code == 0, err[-3000:]
+    assert band_ends() == BAND_ENDS
+
+
 def band_ends() -> list[int]:
     """The steps each trial of KILLED_BAND ran, in order; every run finished, none twice."""
     client = MlflowClient(local_store())

@@ -51,8 +51,13 @@ def slow_steps(config: dict) -> None:
         time.sleep(config["params"]["step_s"])
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "step").write_text(str(step + 1))
+            # `done_x`: the trial of that x gets its last report delivered as its end, as Ray
+            # delivers one the function has already returned from
+            last = step + 1 == config["params"]["steps"] and \
+                config["params"]["x"] == config["params"].get("done_x")
             tune.report({"score": config["params"]["x"] + step, "step_seen": step + 1,
-                         **placement()}, checkpoint=tune.Checkpoint.from_directory(folder))
+                         **placement(), **({"done": True} if last else {})},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def crashes_after_first_checkpoint(config: dict) -> None:

@@ -104,4 +104,23 @@ class ResumableHyperBand(HyperBandScheduler):
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         while self._to_stop:
             tune_controller.stop_trial(self._to_stop.pop())
+        for band in self._hyperbands:
+            for bracket in band:
+                if bracket is not None and _stuck(bracket):
+                    self._process_bracket(tune_controller, bracket)
         return super().choose_trial_to_run(tune_controller)
+
+
+def _stuck(bracket: _Bracket) -> bool:
+    """Every live trial of the bracket waits, paused, at the milestone, and none is to go on.
+
+    Ray halves a bracket (or stops its trials at max_t) when the last of its live trials
+    reports the milestone. A trial whose last report Tune receives as its end (`done`: Ray
+    marks it so when the function has returned before Tune fetched it, which is common after
+    a restore, with one step left) goes to `on_trial_complete` instead, which does not process
+    a finished bracket, nor one halved before: the others waited for good (found by the
+    soak: a resumed HyperBand sweep hung with one trial paused at max_t). Processing it then
+    is what that last report would have done."""
+    live = bracket.current_trials()
+    return bool(live) and bracket.cur_iter_done() and all(
+        t.status == Trial.PAUSED and t not in bracket.trials_to_unpause for t in live)
