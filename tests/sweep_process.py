@@ -51,7 +51,13 @@ class Cli:
                 stdout=out, stderr=err, start_new_session=True)
 
     def finish(self, timeout_s: float = 300) -> tuple[int, str, str]:
-        code = self.process.wait(timeout_s)
+        try:
+            code = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:  # hung: it must not outlive the test
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise AssertionError(f"still running after {timeout_s} s, killed: "
+                                 f"{self.err.read_text()[-2000:]}") from None
         self.ray_started = any(self.ray_tmp.iterdir())
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
         return code, self.out.read_text(), self.err.read_text()
