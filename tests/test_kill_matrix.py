@@ -212,3 +212,4 @@ def resumes_as_if_never_stopped(workdir: Path, exp_file: Path, case: Case,
                                 f"{parent.data.tags['pipeline.sweep']}") == TRIALS
     assert "Could not fetch metrics" not in out + err
     assert "FileNotFoundError" not in out + err
+    assert "Remote file not found" not in out + err

@@ -17,7 +17,10 @@ from pipeline.config import Search, get_path
 from pipeline.results import tracking
 
 EXTRA_METRICS = ("val_acc", "val_loss", "train_loss")
-RAY_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+RAY_MISSING_FILE_LOGGERS = (
+    "ray.tune.analysis.experiment_analysis",  # reading results back
+    "ray.tune.logger.logger",  # copying them into place for a trial restored after a kill
+)
 
 
 def _from_mlflow(store: tracking.Store, run_id: str, last: dict[str, Any],
@@ -39,8 +42,11 @@ def _from_mlflow(store: tracking.Store, run_id: str, last: dict[str, Any],
 
 def quiet_missing_files() -> None:
     """Keep Ray from warning about trial files this module reads back from MLflow (it warns
-    when `Tuner.restore` and `Tuner.fit` read them, so call this before either)."""
-    logging.getLogger(RAY_ANALYSIS_LOGGER).setLevel(logging.ERROR)
+    when `Tuner.restore` and `Tuner.fit` read them, and when a trial killed before its
+    progress.csv reached storage restores: "Remote file not found", found by the soak; so call
+    this before either)."""
+    for name in RAY_MISSING_FILE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def trial_frames(results: tune.ResultGrid, store: tracking.Store, parent_run_id: str,
