@@ -6,7 +6,8 @@ when it fired, which is what tells the two apart. SIGTERM (`ray job stop`, a con
 shutdown, systemd) and SIGHUP (a closed terminal) would otherwise kill the driver through
 Ray's own handler, with a C-level stack dump and nothing saved: here they go through Tune's
 SIGINT handler instead (in fit's first moments, before Tune has put that in, they stop it as
-they do outside fit, with their own exit code). A second signal during that shutdown ends the process at once, still
+they do outside fit, with their own exit code). A second signal during that shutdown ends the
+process at once, still
 without a dump; the journal (`pipeline.execution.journal`) makes that safe too.
 
 A terminal's Ctrl-C and hang-up, `timeout` and `kill -TERM -PGID` signal the whole process
