@@ -7,7 +7,8 @@ shutdown, systemd) and SIGHUP (a closed terminal) would otherwise kill the drive
 Ray's own handler, with a C-level stack dump and nothing saved: here they go through Tune's
 SIGINT handler instead (in fit's first moments, before Tune has put that in, they stop it as
 they do outside fit, with their own exit code). A second signal during that shutdown ends the
-process at once, still without a dump; the journal (`pipeline.execution.journal`) makes that safe too.
+process at once, still without a dump; the journal (`pipeline.execution.journal`) makes that
+safe too.
 
 A terminal's Ctrl-C and hang-up, `timeout` and `kill -TERM -PGID` signal the whole process
 group, and Ray starts its local processes (GCS, raylet, and through it the workers) in the

@@ -9,9 +9,9 @@ the trial start again from its previous checkpoint and report the same epoch twi
 that stops, fails or is retried before that drops what it held, as it reports those epochs
 again from the checkpoint before. The queue is part of that snapshot (`get_state`), so
 whatever MLflow had not received at a kill is sent again on resume. Sending a record twice
-changes nothing: a run is found by its trial id, and a metric with the same step, timestamp and value is stored once.
-While the tracking server is down the records stay queued and are retried at every step and
-at the end, so an outage loses nothing either.
+changes nothing: a run is found by its trial id, and a metric with the same step, timestamp
+and value is stored once. While the tracking server is down the records stay queued and are
+retried at every step and at the end, so an outage loses nothing either.
 """
 from __future__ import annotations
 
