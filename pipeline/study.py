@@ -192,6 +192,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         sweep = _open(exp, store, locate(exp, ctx, store, resume), exp_file)
         try:
             outcome = _sweep(exp, ctx, store, sweep, data, register)
+            stopping.raise_if_stopped(signals)  # one that landed in a finaliser on the way
         except KeyboardInterrupt as stop:
             tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
             raise stopping.Interrupted(

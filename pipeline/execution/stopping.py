@@ -83,15 +83,48 @@ def signals_interrupt() -> Iterator[list[int]]:
     outside Tuner.fit (the LR range test, the summary) unwinds through the code that marks the
     sweep's runs, instead of Ray's handler's C-level stack dump. Yields the signals received:
     what Ray raises out of an interrupted `ray.get` is a new KeyboardInterrupt, which does not
-    say which signal it was."""
+    say which signal it was, and a stop Python dropped in a finaliser, which
+    `raise_if_stopped` raises again."""
     received: list[int] = []
 
     def interrupt(signum: int, frame: Any) -> None:
         received.append(signum)
         raise Interrupted("", signum)
 
-    with _stop_signals_to(interrupt) if _in_main_thread() else contextlib.nullcontext():
+    if not _in_main_thread():
         yield received
+        return
+    with _stop_signals_to(interrupt), _stops_where_python_cannot_raise(received):
+        yield received
+
+
+@contextlib.contextmanager
+def _stops_where_python_cannot_raise(received: list[int]) -> Iterator[None]:
+    """A signal's handler runs wherever the main thread is, and in a finaliser (`__del__`, a
+    weakref or garbage-collector callback: Ray's and MLflow's objects have them) the stop it
+    raises cannot propagate: Python prints "Exception ignored in ..." with a traceback and
+    goes on, and a Ctrl-C during the summary ended with exit 0. Such a stop is kept in
+    `received` (printed nowhere), for the caller to act on: `raise_if_stopped`."""
+    previous = sys.unraisablehook
+
+    def keep_stops(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+        elif not isinstance(unraisable.exc_value, Interrupted):  # ours recorded it already
+            received.append(signal.SIGINT)  # Python's own Ctrl-C handler raised it
+
+    sys.unraisablehook = keep_stops
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def raise_if_stopped(received: list[int]) -> None:
+    """Raise the stop a signal asked for where Python could not (see
+    `_stops_where_python_cannot_raise`); nothing when no signal came."""
+    if received:
+        raise Interrupted("", received[0])
 
 
 def _forward_to_tune(received: list[int], ours: Any) -> Callable[[int, Any], None]:

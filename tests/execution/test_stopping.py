@@ -52,3 +52,39 @@ def test_ray_leaves_the_terminal_group_and_a_stop_during_its_shutdown_is_quiet()
     assert "not stopped" not in lines
     assert done.returncode == 7
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+
+
+FINALISER_SCRIPT = """
+import os, signal, sys
+from pipeline.execution import stopping
+
+class SignalsWhenCollected:
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __del__(self):  # the handler runs in here, where Python cannot raise
+        os.kill(os.getpid(), self.signum)
+        for _ in range(100_000):
+            pass
+
+for signum in (signal.SIGTERM, signal.SIGINT):
+    with stopping.signals_interrupt() as signals:
+        SignalsWhenCollected(signum)  # collected at once
+        print("went on", signals == [signum])
+    try:
+        stopping.raise_if_stopped(signals)
+    except stopping.Interrupted as stop:
+        print("raised", stop.exit_code)
+stopping.raise_if_stopped([])
+print("no signal: nothing raised")
+"""
+
+
+def test_a_stop_that_lands_in_a_finaliser_is_kept_and_raised_after() -> None:
+    """Python drops an exception raised in a `__del__` with an "Exception ignored" traceback:
+    a Ctrl-C there during the summary ended the sweep with exit 0."""
+    done = subprocess.run([sys.executable, "-c", FINALISER_SCRIPT], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=ROOT)
+    assert done.stdout.splitlines() == ["went on True", "raised 143", "went on True",
+                                        "raised 130", "no signal: nothing raised"], done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
