@@ -159,7 +159,8 @@ class SweepLogger(tune.Callback):
                 self.run_ids[trial_id] = run.info.run_id
                 log_params(self.client, run.info.run_id, safe_params(config))
                 self._complete.add(trial_id)
-            elif trial_id not in self._complete:
+                return  # created RUNNING: one write fewer in Tune's loop per trial
+            if trial_id not in self._complete:
                 # a run of an earlier session, or one whose params failed to send: a stop
                 # or an outage after create_run may have cut them off
                 complete_params(self.client, self.run_ids[trial_id], safe_params(config))
