@@ -148,7 +148,9 @@ def _check_arch(exp: Experiment) -> None:
         return
     import torchvision.models
 
-    known = [*BUILTIN_ARCHS, *torchvision.models.list_models(module=torchvision.models)]
+    # dict: the built-in resnet18 and torchvision's are one name, offered once
+    known = list(dict.fromkeys([*BUILTIN_ARCHS,
+                                *torchvision.models.list_models(module=torchvision.models)]))
     for arch in archs:
         if arch not in known:
             close = difflib.get_close_matches(str(arch), known, n=3, cutoff=0.4)

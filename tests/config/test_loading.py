@@ -82,6 +82,8 @@ BAD_OVERRIDES = [
     (["search.bayes.pending=liar"], "search.bayes.pending:"),
     (["storage.path=s3://"], "storage.path:"),
     (["model.arch=resnet19"], "model.arch: unknown model 'resnet19'"),
+    # resnet18 is a built-in and a torchvision name: offered once
+    (["model.arch=resnet19"], "closest: resnet18, resnet152, resnet101"),
     (["model.arch=resnt18"], "closest: resnet18"),
     (["search.space.model.arch={choice: [cnn, efficientnet_b9]}"],
      "unknown model 'efficientnet_b9'"),
