@@ -124,6 +124,17 @@ def _logged_model(store: tracking.Store, parent_run_id: str) -> LoggedModel:
     return logged
 
 
+def _version_source(store: tracking.Store, logged: LoggedModel) -> str:
+    """Where a new version's files are. A tracking server resolves `models:/<id>` in its own
+    store; a database store in this process resolves it through MLflow's global tracking URI
+    (MLflow 3.x, `MlflowClient()` in its registry store), not this store's: with any
+    `tracking.uri` but the default file it found no such model and the summary failed. Here
+    the model's own artifact location is the source, as `models:/<id>` resolves to."""
+    if store.uri.startswith(("http://", "https://")):
+        return f"models:/{logged.model_id}"
+    return logged.artifact_location
+
+
 def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpoint_dir: Path,
              value: float, searched: dict[str, object],
              data: datasets.Tensors | None = None) -> str:
@@ -155,7 +166,7 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
         client.finalize_logged_model(logged.model_id, "READY")
     _ensure_registered_model(client, name)
     version = client.create_model_version(
-        name, f"models:/{logged.model_id}", run_id=parent_run_id, model_id=logged.model_id,
+        name, _version_source(store, logged), run_id=parent_run_id, model_id=logged.model_id,
         tags={"metric": metric, f"best_{metric}": f"{value:.6g}",
               "searched": ", ".join(f"{path}={v}" for path, v in searched.items()
                                     if not looks_secret(path, v))}).version

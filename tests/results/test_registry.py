@@ -101,3 +101,32 @@ def test_load_network_rebuilds_a_torchvision_model_on_an_image_folder(tmp_path) 
     x = torch.from_numpy(example)
     assert torch.allclose(model(x), trained(x), atol=1e-5)
     assert not any(type(m).__module__.startswith("pipeline") for m in model.modules())
+
+
+def test_a_model_registers_in_a_store_other_than_mlflows_default(workdir) -> None:
+    """MLflow's SQL registry looked a `models:/<id>` source up in its global default store
+    (./mlflow.db), not the sweep's: with any other tracking.uri the summary failed."""
+    import torch
+
+    from pipeline.config import Experiment
+    from pipeline.execution.trainable import STATE_FILE
+    from pipeline.results import registry, tracking
+    from pipeline.training.loop import setup
+
+    exp = Experiment.model_validate({"name": "elsewhere", "data": {"limit": 100},
+                                     "model": {"hidden": 8},
+                                     "tracking": {"uri": "sqlite:///stores/elsewhere.db"}})
+    uri = tracking.resolve_uri(exp.tracking.uri)
+    store = tracking.connect(uri, exp.name, str(workdir / "ray_results"))
+    parent = store.client.create_run(store.experiment_id).info.run_id
+    data = datasets.load(exp.data, exp.seed)
+    torch.save({"model": setup(exp, data).model.state_dict()}, workdir / STATE_FILE)
+
+    note = registry.register(store, exp, parent, workdir, 0.5, {"model.hidden": 8}, data)
+
+    assert note == "elsewhere version 1 (val_loss 0.5) registered as champion"
+    version = MlflowClient(uri).get_model_version_by_alias("elsewhere", "champion")
+    assert version.run_id == parent
+    model = mlflow.pytorch.load_model(f"{version.source}")
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    assert not (workdir / "mlflow.db").exists()  # nothing went to the default store
