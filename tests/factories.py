@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -13,10 +14,11 @@ from pipeline.training.data import Tensors
 
 
 def blobs(cfg, seed: int) -> Tensors:
-    """Two Gaussian blobs as 1x4x4 'images' (class = which blob), with a test split."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(240) % 2
-    x = torch.randn(240, 1, 4, 4, generator=g) * 0.5 + y[:, None, None, None].float()
+    """Two Gaussian blobs as 1x4x4 'images' (class = which blob), with a test split; as numpy
+    float64 and int32, as a loader built on numpy returns them (the pipeline converts)."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(240) % 2).astype(np.int32)
+    x = rng.normal(size=(240, 1, 4, 4)) * 0.5 + y[:, None, None, None]
     return Tensors(x[:160], y[:160], x[160:200], y[160:200], 2, x[200:], y[200:])
 
 

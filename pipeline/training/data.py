@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.config import ConfigError, Data
-from pipeline.training import imagefolder
+from pipeline.training import factory_data, imagefolder
 from pipeline.training.normalize import channel_stats
 
 
@@ -191,6 +191,7 @@ def _from_factory(cfg: Data, seed: int) -> Tensors:
     if not isinstance(data, Tensors):
         raise ConfigError(f"data.factory: {cfg.factory} returned {type(data).__name__}, not "
                           "pipeline.training.data.Tensors")
+    data = factory_data.checked(data, cfg.factory)
     return replace(data, source=data.source or f"data.factory {cfg.factory}")
 
 
