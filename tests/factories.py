@@ -43,6 +43,20 @@ def not_a_module(cfg, input_shape, num_classes) -> str:
     return "a network"
 
 
+class _LogitsAndFeatures(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x), x.flatten(1)
+
+
+def logits_and_features(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A network whose forward returns (logits, features), as research code often does."""
+    return _LogitsAndFeatures(tiny_net(cfg, input_shape, num_classes))
+
+
 class _FailsOnce(nn.Module):
     """A network that raises once, on the first training step of its second epoch, while the
     file `marker` does not exist (it creates it): a trial that must resume from a checkpoint."""

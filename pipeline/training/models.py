@@ -114,16 +114,22 @@ def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> None:
     """Build the model and push one batch of the data set's shape through it, so a wrong
     name, weights that do not fit or an image size too small fail before Ray starts."""
     model = build_model(cfg, input_shape, num_classes)
+    field, name = ("model.factory", cfg.factory) if cfg.factory else ("model.arch", cfg.arch)
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, *input_shape))
     # torch raises RuntimeError on a shape it cannot take, ValueError or AssertionError
     # (torch._assert: ViT's image size) in some layers' own checks
     except (RuntimeError, ValueError, AssertionError) as error:
-        field, name = ("model.factory", cfg.factory) if cfg.factory else ("model.arch", cfg.arch)
         shape = "x".join(map(str, input_shape))
-        raise ConfigError(f"{field}: {name} cannot take {shape} inputs (raise data.image_size): "
+        # a built-in or torchvision model fails on small images; a user's network, for its own
+        # reasons (a layer's size, a dtype), which the error names
+        hint = "" if cfg.factory else " (raise data.image_size)"
+        raise ConfigError(f"{field}: {name} cannot take {shape} inputs{hint}: "
                           f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
+    if not isinstance(out, torch.Tensor):  # a tuple, a dict (auxiliary outputs, features)
+        raise ConfigError(f"{field}: {name} returns a {type(out).__name__}, not a tensor of "
+                          f"{num_classes} class scores per input")
     if tuple(out.shape) != (2, num_classes):
         raise ConfigError(f"model: the network returns {tuple(out.shape[1:])} per input, not "
                           f"{num_classes} class scores")

@@ -8,7 +8,7 @@ from pipeline.config import ConfigError, Data, Experiment, Model, load
 from pipeline.training import lr_range
 from pipeline.training.data import load as load_data
 from pipeline.training.loop import fit, score_test_split
-from pipeline.training.models import build_model
+from pipeline.training.models import build_model, check
 
 from ..conftest import write_experiment
 
@@ -48,6 +48,9 @@ def test_factories_that_return_the_wrong_thing_are_one_line() -> None:
         load_data(Data(factory="tests.factories:not_tensors"))
     with pytest.raises(ConfigError, match="model.factory: .* returned str, not a torch.nn"):
         build_model(Model(factory="tests.factories:not_a_module"), (1, 4, 4), 2)
+    with pytest.raises(ConfigError, match="^model.factory: tests.factories:logits_and_features "
+                                          "returns a tuple, not a tensor of 2 class scores"):
+        check(Model(factory="tests.factories:logits_and_features", hidden=4), (1, 4, 4), 2)
 
 
 @pytest.mark.parametrize("field", ["data.factory", "model.factory"])
