@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, load
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
+MAX_LINE = 500  # characters of a failure's one line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,10 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_outcome(outcome, exp_file: Path) -> None:
+def _print_outcome(outcome, exp_file: Path) -> int:
+    """The sweep's summary; the exit code: a sweep in which no trial finished failed."""
     if outcome.best_config is None:
         print(f"No trial finished ({outcome.failed} failed). Sweep {outcome.sweep_name}.")
-        return
+        return EXIT_FAILED
     top = outcome.table.head(5)
     print(f"\nTop trials by {outcome.metric}:\n{top.to_string(index=False)}")
     print(f"\nBest {outcome.metric}: {outcome.best_value:.4g}  (sweep took {outcome.fit_s:.0f} s)")
@@ -62,14 +64,15 @@ def _print_outcome(outcome, exp_file: Path) -> None:
         print(f"Reproduce (with the schedule PBT found): MLFLOW_TRACKING_URI={store.uri} mlflow "
               f"artifacts download -r {outcome.parent_run_id} -a best_config.yaml -d . && "
               "python -m pipeline tune best_config.yaml")
-        return
+        return 0
     sets = " ".join(f"--set {path}={value}" for path, value in outcome.searched.items())
     print(f"Reproduce: python -m pipeline tune {exp_file} --set search.space={{}} "
           f"--set search.searcher=random --set search.scheduler=fifo --set search.num_samples=1 "
           f"{sets}".rstrip())
+    return 0
 
 
-def _tune(args: argparse.Namespace) -> None:
+def _tune(args: argparse.Namespace) -> int:
     from pipeline import study
     from pipeline.execution.stopping import Interrupted
 
@@ -81,7 +84,7 @@ def _tune(args: argparse.Namespace) -> None:
             raise Interrupted("stopped before resuming, nothing changed; run --resume again",
                               getattr(stop, "signum", signal.SIGINT)) from None
         raise
-    _print_outcome(outcome, args.experiment)
+    return _print_outcome(outcome, args.experiment)
 
 
 def _lr_find(args: argparse.Namespace) -> None:
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = _parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -148,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {str(error) or 'stopped before anything was saved'}", file=sys.stderr)
         return getattr(error, "exit_code", 130)
     except Exception as error:  # a run-time failure: one line, the traceback is in Ray's logs
-        print(f"failed: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        print(f"failed: {_what_failed(error)}", file=sys.stderr)
         return EXIT_FAILED
-    return 0
+    return code or 0
+
+
+def _what_failed(error: Exception) -> str:
+    """`Type: message`, one line. Ray's errors can carry a whole traceback as their message
+    (`TuneError: Traceback (most recent call last): ...`); what failed is its last exception
+    line, the last one not indented."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        return [line for line in lines if not line[0].isspace()][-1][:MAX_LINE]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:MAX_LINE]

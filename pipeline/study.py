@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.error import TuneError
 
 from pipeline import context, lr_stage
 from pipeline.config import ConfigError, Experiment, mutable_paths
@@ -221,11 +222,25 @@ def _sweep(exp: Experiment, ctx: SweepContext, store: tracking.Store, sweep: Swe
                    sweep.restorable)
     started = time.perf_counter()
     with held_deletions.held():  # until the journal no longer names them
-        results, signum = stopping.fit_until_signal(tuner)
+        try:
+            results, signum = stopping.fit_until_signal(tuner)
+        except TuneError as error:
+            raise _metric_not_reported(error, exp.search.metric) or error from None
     if signum is not None:
         raise stopping.Interrupted("", signum)
     return report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,
                             time.perf_counter() - started, register, data)
+
+
+def _metric_not_reported(error: TuneError, metric: str) -> ConfigError | None:
+    """Tune stops the sweep when a trial reports without the searched metric (a custom
+    trainable's other name for it), with a whole traceback and the result's every field as
+    its message: one line instead, naming the field."""
+    if "did not include the specified metric" not in str(error):
+        return None
+    return ConfigError(f"search.metric: a trial reported no {metric!r}; report it "
+                       f"(tune.report({{{metric!r}: ...}})) or set search.metric to a metric "
+                       "the trainable reports")
 
 
 def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:

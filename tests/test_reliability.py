@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import study
+from pipeline import cli, study
 from pipeline.config import load
 from pipeline.execution import stopping
 
@@ -57,6 +57,36 @@ def test_failing_trials_are_marked_and_the_sweep_goes_on(workdir: Path, ray_loca
         assert "ValueError" in run.data.tags["error"] and "out of range" in run.data.tags["error"]
     assert outcome.failed == len(failed)
     assert parent_run().data.metrics["trials_failed"] == len(failed)
+
+
+def test_a_failure_whose_message_is_a_traceback_is_told_by_its_last_line() -> None:
+    from ray.tune.error import TuneError
+
+    wrapped = TuneError('Traceback (most recent call last):\n  File "loop.py", line 3, in step\n'
+                        '    raise ValueError(\n\nValueError: bad thing\n  happened\n')
+    assert cli._what_failed(wrapped) == "ValueError: bad thing"
+    assert cli._what_failed(RuntimeError("first\nsecond")) == "RuntimeError: first"
+    assert cli._what_failed(OSError()) == "OSError: "
+
+
+@pytest.mark.slow
+def test_a_sweep_without_a_finished_trial_fails_with_one_line(workdir: Path, ray_local,
+                                                              capsys) -> None:
+    """Every trial failing exits 1 (it was 0); a custom trainable that reports the searched
+    metric under another name is one line naming search.metric (it was `TuneError:
+    Traceback (most recent call last):`), exit 2."""
+    exp_file = custom(workdir, "fails_above", num_samples=2)
+    assert cli.main(["tune", str(exp_file),
+                     "--set", "search.space.params.x={uniform: [0.6, 1.0]}"]) == 1
+    assert "No trial finished (2 failed)" in capsys.readouterr().out
+    assert parent_run().info.status == "FAILED"
+
+    exp_file = custom(workdir, "quadratic", num_samples=2, name="other")
+    assert cli.main(["tune", str(exp_file), "--set", "search.metric=loss"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [("error: search.metric: a trial reported no 'loss'; report it "
+                    "(tune.report({'loss': ...})) or set search.metric to a metric the "
+                    "trainable reports")]
 
 
 @pytest.mark.slow
