@@ -173,7 +173,7 @@ def test_a_kill_while_the_summary_registers_the_model_leaves_one_version(workdir
     assert sorted(str(m.status) for m in models) == (
         ["FAILED", "READY"] if moment == "model-upload-cut" else ["READY"])
     (ready,) = [m for m in models if str(m.status) == "READY"]
-    assert version.source == f"models:/{ready.model_id}"
+    assert version.source == ready.artifact_location  # the READY model's files
     assert parent.data.tags["model_registry"] == \
         f"rel version {version.version} (val_loss {parent.data.metrics['best_val_loss']:.4g}) " \
         "registered as champion"
