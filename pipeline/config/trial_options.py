@@ -21,8 +21,10 @@ class Data(Strict):
     """`digits` ships with scikit-learn (no download); the torchvision sets and `imagefolder`
     read `root`."""
     root: Path | None = None
-    """Folder holding torchvision's files for mnist/fashion_mnist/cifar10; for `imagefolder`
-    one sub-folder per class (or `train/`, and optionally `val/` and `test/`, each so)."""
+    """Folder holding torchvision's files for mnist/fashion_mnist/cifar10 (MNIST's IDX files
+    in `MNIST/raw/` or `FashionMNIST/raw/` or straight in root, plain or `.gz`; CIFAR-10's
+    `cifar-10-batches-py/`); for `imagefolder` one sub-folder per class (or `train/`, and
+    optionally `val/` and `test/`, each so)."""
     download: bool = False
     """Let torchvision fetch missing files into `root` (off: a missing file is an error)."""
     batch_size: int = Field(64, ge=1)

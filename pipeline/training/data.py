@@ -7,8 +7,10 @@ the memory budget is a `LazyImages` that indexes like a tensor and decodes from 
 """
 from __future__ import annotations
 
+import gzip
 import importlib
 import pickle
+import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -60,22 +62,61 @@ def _digits(cfg: Data) -> tuple[Arrays, Arrays | None]:
     return (bunch.images[:, None].astype(np.float32) / 16.0, bunch.target), None
 
 
-def _mnist_like(cfg: Data) -> tuple[Arrays, Arrays | None]:
-    from torchvision import datasets
+MNIST_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
-    cls = datasets.MNIST if cfg.dataset == "mnist" else datasets.FashionMNIST
-    splits = []
-    for train in (True, False):
-        try:
-            ds = cls(str(cfg.root), train=train, download=cfg.download)
-        except RuntimeError:
-            if not train:  # a user's own subset may come without t10k: no test split
-                splits.append(None)
-                continue
-            raise ConfigError(f"data.root: no {cfg.dataset} files under {cfg.root}/"
-                              f"{cls.__name__}/raw (set data.download: true to fetch them)"
-                              ) from None
-        splits.append((ds.data.numpy()[:, None], ds.targets.numpy()))
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    """`name` in folder, as it is or gzipped (as the files are published)."""
+    for path in (folder / name, folder / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file of bytes (MNIST's format): a big-endian header (0, type 0x08, the number
+    of dimensions, each dimension), then the data."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+        zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
+        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+        if zero != 0 or type_code != 0x08:
+            raise ValueError("not an IDX file of bytes")
+        # writable (a bytearray): torch warns about tensors over read-only memory
+        return np.frombuffer(bytearray(raw), np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, EOFError, ValueError, struct.error) as error:
+        raise ConfigError(f"data.root: {path} is not a readable IDX file ({error})") from None
+
+
+def _mnist_like(cfg: Data) -> tuple[Arrays, Arrays | None]:
+    """torchvision's layout (`ROOT/MNIST/raw/train-images-idx3-ubyte`...), the files plain or
+    gzipped, read here: torchvision's reader wants them unpacked and would unpack them only
+    after checking the official md5 sums, which a user's own subset fails. The folder may also
+    be given directly. No t10k files: no test split."""
+    name = MNIST_FOLDERS[cfg.dataset]
+    raw = Path(cfg.root) / name / "raw"
+    if cfg.download and _idx_file(raw, "train-images-idx3-ubyte") is None:
+        from torchvision import datasets
+
+        getattr(datasets, name)(str(cfg.root), train=True, download=True)
+    splits: list[Arrays | None] = []
+    for split in ("train", "t10k"):
+        for folder in (raw, Path(cfg.root) / name, Path(cfg.root)):
+            images = _idx_file(folder, f"{split}-images-idx3-ubyte")
+            labels = _idx_file(folder, f"{split}-labels-idx1-ubyte")
+            if images is not None and labels is not None:
+                x, y = _read_idx(images), _read_idx(labels)
+                if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+                    raise ConfigError(f"data.root: {images} holds {x.shape} images and "
+                                      f"{labels} {y.shape} labels; expected (N, H, W) and (N,)")
+                splits.append((x[:, None], y.astype(np.int64)))
+                break
+        else:
+            if split == "train":
+                raise ConfigError(f"data.root: no {cfg.dataset} files under {raw} "
+                                  "(set data.download: true to fetch them)")
+            splits.append(None)
     return splits[0], splits[1]
 
 

@@ -1,6 +1,7 @@
 """Datasets: the bundled default, torchvision's file layouts written by the test, clear errors."""
 from __future__ import annotations
 
+import gzip
 import pickle
 import struct
 from pathlib import Path
@@ -24,26 +25,51 @@ def test_digits_is_split_reproducibly() -> None:
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
-    """torchvision's MNIST reader takes the raw idx files (big-endian header)."""
+    """MNIST's IDX format (big-endian header), gzipped when the name ends in .gz."""
     type_code = 0x08
     header = struct.pack(">HBB", 0, type_code, array.ndim)
     header += b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
 
 
-@pytest.mark.parametrize(("dataset", "folder"), [("mnist", "MNIST"),
-                                                 ("fashion_mnist", "FashionMNIST")])
-def test_mnist_layout_from_local_files(tmp_path: Path, dataset: str, folder: str) -> None:
-    raw = tmp_path / folder / "raw"
-    raw.mkdir(parents=True)
+def _write_mnist(folder: Path, suffix: str = "", test: bool = True) -> np.ndarray:
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for split, n in (("train", 50), ("t10k", 10)):
-        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    for split, n in (("train", 50), ("t10k", 10))[:2 if test else 1]:
+        images = rng.integers(0, 256, (n, 28, 28))
+        _write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images)
+        _write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", np.arange(n) % 10)
+    return images
+
+
+@pytest.mark.parametrize(("dataset", "folder", "suffix"), [
+    ("mnist", "MNIST/raw", ""),  # torchvision's layout
+    ("fashion_mnist", "FashionMNIST/raw", ""),
+    ("mnist", "MNIST/raw", ".gz"),  # as published
+    ("fashion_mnist", ".", ".gz"),  # the files straight under data.root
+])
+def test_mnist_layout_from_local_files(tmp_path: Path, dataset: str, folder: str,
+                                       suffix: str) -> None:
+    test_images = _write_mnist(tmp_path / folder, suffix)
     tensors = load(Data(dataset=dataset, root=tmp_path, val_fraction=0.2))
-    assert tensors.input_shape == (1, 28, 28)
+    assert tensors.input_shape == (1, 28, 28) and tensors.x_train.dtype == torch.uint8
     assert len(tensors.x_train) == 40 and len(tensors.x_val) == 10
-    assert tensors.num_classes == 10
+    assert tensors.num_classes == 10 and tensors.y_train.dtype == torch.int64
+    assert torch.equal(tensors.x_test[:, 0], torch.from_numpy(test_images.astype(np.uint8)))
+
+
+def test_mnist_without_t10k_has_no_test_split_and_a_damaged_file_is_one_line(
+        tmp_path: Path) -> None:
+    _write_mnist(tmp_path / "MNIST" / "raw", test=False)
+    assert load(Data(dataset="mnist", root=tmp_path)).x_test is None
+    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:3])
+    with pytest.raises(ConfigError, match=f"^data.root: {labels} is not a readable IDX file"):
+        load(Data(dataset="mnist", root=tmp_path))
+    _write_idx(labels, np.arange(49) % 10)
+    with pytest.raises(ConfigError, match=r"holds \(50, 28, 28\) images and .* \(49,\) labels"):
+        load(Data(dataset="mnist", root=tmp_path))
 
 
 def test_cifar10_layout_from_local_files(tmp_path: Path) -> None:
