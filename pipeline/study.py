@@ -20,7 +20,7 @@ from ray import tune
 from ray.tune.error import TuneError
 
 from pipeline import context, lr_stage
-from pipeline.config import ConfigError, Experiment, mutable_paths
+from pipeline.config import ConfigError, Experiment, mutable_paths, with_absolute_paths
 from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
 from pipeline.execution import (
@@ -187,6 +187,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)
         storage.check(ctx.storage_path)
         tracking.check_reachable(ctx.tracking_uri)
+        exp = with_absolute_paths(exp)  # for trials, which run in folders of their own
         init_ray(ctx)
         cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
         store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)

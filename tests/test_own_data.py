@@ -101,6 +101,30 @@ def test_an_image_folder_sweep_scores_the_best_model_on_the_test_split(
     assert model(torch.rand(3, 3, 16, 16)).shape == (3, 2)
 
 
+@pytest.mark.slow
+def test_relative_paths_reach_the_trials_a_streamed_folder_and_a_weights_file(
+        workdir: Path, ray_local, capsys) -> None:
+    """Trials run in folders of their own: a relative data.root (streamed, so decoded in the
+    trials) and a relative model.weights file failed every trial with 'no such file'."""
+    import torchvision
+
+    write_folder(workdir / "images", per_class=6, classes=2)
+    torch.save(torchvision.models.shufflenet_v2_x0_5(num_classes=5).state_dict(),
+               workdir / "w.pt")
+    exp_file = write_experiment(workdir, """
+name: rel-paths
+data: {dataset: imagefolder, root: images, image_size: 16, batch_size: 4, cache: stream}
+model: {arch: shufflenet_v2_x0_5, weights: w.pt}
+train: {epochs: 1}
+search: {searcher: random, num_samples: 1}
+""")
+    outcome = study.run(load(exp_file), exp_file)
+    assert "streamed from disk" in capsys.readouterr().out
+    assert outcome.failed == 0 and outcome.best_config is not None
+    assert outcome.best_config["data"]["root"] == str(workdir / "images")
+    assert outcome.best_config["model"]["weights"] == str(workdir / "w.pt")
+
+
 FACTORIES = """
 name: {name}
 data: {{factory: "tests.factories:blobs", batch_size: 16}}

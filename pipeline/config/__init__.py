@@ -6,7 +6,7 @@ torchvision whether a model.arch that is not a built-in names a model).
 """
 from pipeline.config.base import ConfigError
 from pipeline.config.domains import LR_RANGE
-from pipeline.config.loading import check_trainable, load, parse_override
+from pipeline.config.loading import check_trainable, load, parse_override, with_absolute_paths
 from pipeline.config.paths import get_path, set_path
 from pipeline.config.schema import (
     BUILTIN_METRICS,
@@ -43,5 +43,5 @@ __all__ = [
     "Cluster", "ConfigError", "Cyclic", "Data", "Experiment", "HyperBand", "LRRangeTest",
     "Median", "Model", "Pbt", "Resources", "Search", "Sgdr", "Storage", "Tracking", "Train",
     "check_trainable", "get_path", "load", "mutable_paths", "parse_override", "set_path",
-    "validate",
+    "validate", "with_absolute_paths",
 ]

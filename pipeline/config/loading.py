@@ -19,6 +19,7 @@ from pipeline.config.domains import domain_values
 from pipeline.config.paths import set_path
 from pipeline.config.schema import MUTABLE_PATHS, Experiment, mutable_paths, validate
 from pipeline.config.search_options import trial_count
+from pipeline.config.trial_options import Model
 
 
 def _field_exists(path: str) -> bool:
@@ -196,3 +197,33 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     check_callable("data.factory", exp.data.factory)
     check_callable("model.factory", exp.model.factory)
     return exp
+
+
+def _absolute(path: str, value: Any) -> Any:
+    """value, if a relative file path at `path` (data.root, a model.weights file), made absolute."""
+    if path == "data.root" and value is not None and not Path(value).is_absolute():
+        return Path(value).absolute()
+    if path == "model.weights" and isinstance(value, str) and Model(weights=value).weights_file \
+            and not Path(value).is_absolute():
+        return str(Path(value).absolute())
+    return value
+
+
+def with_absolute_paths(exp: Experiment) -> Experiment:
+    """The experiment with its relative file paths (data.root, a model.weights file, as set or
+    searched) made absolute against the working folder they were written for. Trials run in
+    Ray's workers, whose working folder is their own: there `imgs` or `w.pt` named nothing,
+    and a streamed image folder or a weights file failed every trial. Done once the checks
+    have passed, so their messages name the paths as the user wrote them."""
+    data = exp.data.model_copy(update={"root": _absolute("data.root", exp.data.root)})
+    model = exp.model.model_copy(update={"weights": _absolute("model.weights",
+                                                              exp.model.weights)})
+    space = dict(exp.search.space)
+    for path in ("data.root", "model.weights"):
+        domain = space.get(path)
+        if isinstance(domain, dict) and len(domain) == 1:
+            (kind, members), = domain.items()
+            if kind in ("choice", "grid"):
+                space[path] = {kind: [_absolute(path, v) for v in members]}
+    search = exp.search.model_copy(update={"space": space})
+    return exp.model_copy(update={"data": data, "model": model, "search": search})

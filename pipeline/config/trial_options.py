@@ -5,6 +5,7 @@ the experiment.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,8 +98,15 @@ class Model(Strict):
     their own)."""
     weights: str | None = None
     """Pretrained weights for a torchvision model: a weights name (`ResNet18_Weights.DEFAULT`,
-    `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file. The
-    classifier head is replaced for the data set's classes."""
+    `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file (one
+    with a folder in it or ending .pt, .pth or .bin). The classifier head is replaced for the
+    data set's classes."""
+
+    @property
+    def weights_file(self) -> bool:
+        """Whether `weights` names a file rather than torchvision weights."""
+        return self.weights is not None and (
+            os.sep in self.weights or self.weights.endswith((".pt", ".pth", ".bin")))
     freeze: Literal["none", "backbone"] = "none"
     """`backbone`: train only the classifier head (with `weights`)."""
     factory: str | None = Field(None, pattern=FACTORY)

@@ -144,7 +144,8 @@ class LazyImages:
     worker processes."""
 
     def __init__(self, paths: list[Path], size: int) -> None:
-        self.paths, self.size = list(paths), size
+        # absolute: it is decoded in trials, whose working folder is not the driver's
+        self.paths, self.size = [Path(p).absolute() for p in paths], size
 
     def __len__(self) -> int:
         return len(self.paths)

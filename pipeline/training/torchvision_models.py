@@ -57,10 +57,6 @@ def input_adapter(channels: int, size: int | None) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _looks_like_file(name: str) -> bool:
-    return os.sep in name or name.endswith((".pt", ".pth", ".bin"))
-
-
 def named_weights(arch: str, name: str):
     """torchvision's weights enum for `name` (`IMAGENET1K_V1`, `ViT_B_16_Weights.DEFAULT`)."""
     import torchvision.models
@@ -78,7 +74,7 @@ def _declared_size(cfg: Model) -> int:
     """The min_size of the weights model.weights names, else of the arch's first weights."""
     import torchvision.models
 
-    if cfg.weights is not None and not _looks_like_file(cfg.weights):
+    if cfg.weights is not None and not cfg.weights_file:
         weights = named_weights(cfg.arch, cfg.weights)
     else:
         weights = next(iter(torchvision.models.get_model_weights(cfg.arch)), None)
@@ -116,7 +112,7 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
     fixed = next((arg for prefix, arg in FIXED_SIZE.items() if cfg.arch.startswith(prefix)),
                  None)
     if fixed is not None:
-        size = declared if cfg.weights is not None and not _looks_like_file(cfg.weights) \
+        size = declared if cfg.weights is not None and not cfg.weights_file \
             else DEFAULT_FIXED_SIZE
         kwargs[fixed] = size if fixed == "image_size" else (size, size)
     else:
@@ -125,7 +121,7 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
                                        **kwargs)
     if cfg.arch.startswith(CIFAR_STEM_FAMILIES) and (
             side < 64 if cfg.weights is None
-            else _looks_like_file(cfg.weights) and _weights_have_cifar_stem(cfg.weights)):
+            else cfg.weights_file and _weights_have_cifar_stem(cfg.weights)):
         _cifar_stem(net)
     if input_shape[0] != 3 or size is not None:
         net = nn.Sequential(input_adapter(input_shape[0], size), net)
@@ -208,7 +204,7 @@ def _fitting(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
 def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     """Copy every tensor of the weights whose name and shape match into net, except the
     classifier head's (replaced for the data set's classes); returns how many were copied."""
-    if _looks_like_file(cfg.weights) or arch_for_names is None:
+    if cfg.weights_file or arch_for_names is None:
         state = _file_state_dict(cfg.weights)
     else:
         state = _hub_state_dict(arch_for_names, cfg.weights)

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from pipeline.config import ConfigError, Experiment, load, set_path
 
+from ..conftest import write_experiment
+
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "name: t\nsearch:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-1]}\n"
 
@@ -167,3 +169,27 @@ def test_random_mappings_give_an_experiment_or_one_clear_error(tmp_path_factory,
         assert str(error) and "\n" not in str(error)
     else:
         assert isinstance(exp, Experiment)
+
+
+def test_relative_file_paths_are_made_absolute_for_the_trials(tmp_path, monkeypatch) -> None:
+    from pipeline.config import with_absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    exp = load(write_experiment(tmp_path, """
+name: paths
+data: {dataset: imagefolder, root: photos}
+model: {arch: resnet18, weights: nets/w.pt}
+search:
+  space:
+    model.weights: {choice: [a.pth, /abs/b.pt, IMAGENET1K_V1]}
+"""))
+    anchored = with_absolute_paths(exp)
+    assert anchored.data.root == tmp_path / "photos"
+    assert anchored.model.weights == str(tmp_path / "nets" / "w.pt")
+    assert anchored.search.space["model.weights"] == {
+        "choice": [str(tmp_path / "a.pth"), "/abs/b.pt", "IMAGENET1K_V1"]}  # a name stays
+    assert exp.data.root == Path("photos")  # the loaded experiment, as written, is kept
+    named = exp.model_copy(update={"model": exp.model.model_copy(update={"weights": "DEFAULT"}),
+                                   "data": exp.data.model_copy(update={"root": None})})
+    assert with_absolute_paths(named).model.weights == "DEFAULT"
+    assert with_absolute_paths(named).data.root is None
