@@ -58,6 +58,12 @@ SIGNALS = [(signal.SIGKILL, True), (signal.SIGKILL, True), (signal.SIGTERM, Fals
            (signal.SIGINT, True)]
 
 
+def reports(run, case: Case) -> list:
+    """The metric history of a kill-matrix trial's run."""
+    metric = "step_seen" if case.trainable == "custom" else "val_loss"
+    return MlflowClient(local_store()).get_metric_history(run.info.run_id, metric)
+
+
 def sweep_started(workdir: Path) -> bool:
     """Whether the store has the sweep's parent run (so the next start is a --resume); no
     store is created to find out."""
@@ -77,7 +83,8 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
     else:
         case = Case(*shape, moment="soak", when=lambda _: True)
         exp_file = sweep_file(workdir, case)
-    log, exists, finished = [], False, set()
+    log, exists = [], False
+    finished: dict[str, int] = {}  # trial id -> its reports when first seen finished
     for _ in range(stops):
         cli = Cli(workdir, str(exp_file), *(["--resume"] if exists else []))
         delay_s = rng.uniform(0.3, max_delay_s)
@@ -93,16 +100,25 @@ def soak(workdir: Path, seed: int, stops: int, max_delay_s: float) -> dict:
         exists = exists or sweep_started(workdir)
         if code == 0:
             break
-        if exists:  # these must not run again: a trial running at a stop may (custom ones)
-            finished |= {r.data.tags["trial_id"] for r in child_runs()
-                         if r.info.status == "FINISHED"}
+        if exists and shape not in STOPPING:  # a finished trial must not run again (one
+            # running at a stop may: a custom trainable without checkpoints starts it again)
+            for run in child_runs():
+                if run.info.status == "FINISHED":
+                    finished.setdefault(run.data.tags["trial_id"], len(reports(run, case)))
     try:
         if shape in STOPPING:
             code, _, err = Cli(workdir, str(exp_file), *(["--resume"] if exists else [])).finish()
             assert code == 0, err[-1500:]
             assert STOPPING[shape][1](), "the sweep ended otherwise than one never stopped"
         elif exists:
-            resumes_as_if_never_stopped(workdir, exp_file, case, finished)
+            # the strict check (steps 1, 2, 3 once each) for those that had not started again
+            # before they finished; for all: no report after they were seen finished
+            resumes_as_if_never_stopped(workdir, exp_file, case,
+                                        {t for t, n in finished.items() if n == 3})
+            runs = {r.data.tags["trial_id"]: r for r in child_runs()}
+            again = {t: len(reports(runs[t], case)) for t in finished
+                     if len(reports(runs[t], case)) != finished[t]}
+            assert not again, f"finished trials that reported again: {again}"
         else:
             code, _, err = Cli(workdir, str(exp_file)).finish()
             assert code == 0, err[-1500:]
