@@ -307,6 +307,33 @@ def test_a_stop_in_the_lr_range_test_leaves_the_sweep_killed_and_resume_finishes
 
 
 @pytest.mark.slow
+def test_a_sigterm_that_lands_in_a_finaliser_during_the_summary_still_stops(
+        workdir: Path, ray_local, monkeypatch) -> None:
+    """Python drops what a signal handler raises inside a `__del__`: the stop printed
+    "Exception ignored ... Interrupted" and the sweep ended FINISHED with exit 0."""
+    from pipeline.results import report
+
+    class SignalsWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # our handler runs in here
+            for _ in range(100_000):
+                pass
+
+    summarise = report.summarise
+
+    def summarise_with_a_finaliser(*args, **kwargs):
+        SignalsWhenCollected()  # collected at once
+        return summarise(*args, **kwargs)
+
+    monkeypatch.setattr(report, "summarise", summarise_with_a_finaliser)
+    exp_file = custom(workdir, "quadratic", num_samples=1)
+    with pytest.raises(stopping.Interrupted) as stop:
+        study.run(load(exp_file), exp_file)
+    assert stop.value.exit_code == 143 and "continue it with --resume" in str(stop.value)
+    assert parent_run().info.status == "KILLED"
+
+
+@pytest.mark.slow
 def test_a_second_sigterm_ends_the_shutdown_at_once(workdir: Path) -> None:
     exp_file = custom(workdir, "slow_steps", params="{steps: 5, step_s: 0.5}", num_samples=2)
     first = Cli(workdir, str(exp_file))
