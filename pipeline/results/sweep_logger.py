@@ -3,15 +3,19 @@ reported metric per epoch, placement tags, the trial's final status.
 
 Updates are queued as plain records and sent at the end of each step of Tune's loop, after
 `pipeline.execution.journal.Journal` (earlier in the callback list) has saved the snapshot that
-includes them. A result that comes with a checkpoint waits until Tune has registered that
-checkpoint (`on_trial_save`, a step or more later): sent earlier, a kill in between would make
-the trial start again from its previous checkpoint and report the same epoch twice; a trial
-that stops, fails or is retried before that drops what it held, as it reports those epochs
-again from the checkpoint before. The queue is part of that snapshot (`get_state`), so
-whatever MLflow had not received at a kill is sent again on resume. Sending a record twice
-changes nothing: a run is found by its trial id, and a metric with the same step, timestamp
-and value is stored once. While the tracking server is down the records stay queued and are
-retried at every step and at the end, so an outage loses nothing either.
+includes them. A result that comes with a checkpoint is held until Tune has registered that
+checkpoint (`on_trial_save`, a step or more later) or the trial finishes: sent earlier, a stop
+in between would make the trial go on from its previous checkpoint and report the same epoch
+twice. A trial that stops or fails first keeps what it held, in the journal's snapshot too: a
+report of the same or an earlier epoch (the trial back at its previous checkpoint, after a
+resume or a retry) replaces it, and the trial's end sends it. That end can come without a new
+report: a scheduler that already acted on the held result (HyperBand halving a bracket at its
+milestone) stops the restored trial at once, and dropping the result there lost that epoch
+from MLflow (found by the soak). The queue and the held results are part of that snapshot
+(`get_state`), so whatever MLflow had not received at a kill is sent again on resume. Sending
+a record twice changes nothing: a run is found by its trial id, and a metric with the same
+step, timestamp and value is stored once. While the tracking server is down the records stay
+queued and are retried at every step and at the end, so an outage loses nothing either.
 """
 from __future__ import annotations
 
@@ -58,12 +62,16 @@ class SweepLogger(tune.Callback):
                 "run_ids": {}, "_started": set(), "_ended": set(), "_complete": set()}
 
     def get_state(self) -> dict[str, Any]:
-        """What the journal keeps: the records MLflow may not have received yet (a dict even
-        when empty, so a snapshot never keeps an older session's queue)."""
-        return {"pending": list(self._queue)}
+        """What the journal keeps: the records MLflow may not have received yet, and the
+        results held for a checkpoint (a dict even when empty, so a snapshot never keeps an
+        older session's)."""
+        return {"pending": list(self._queue),
+                "held": {trial_id: list(records) for trial_id, records in self._held.items()}}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._queue = deque(state.get("pending", []))
+        self._held = {trial_id: list(records)
+                      for trial_id, records in state.get("held", {}).items()}
 
     @property
     def client(self) -> MlflowClient:
@@ -84,9 +92,14 @@ class SweepLogger(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         tags = {key: str(result[key]) for key in PLACEMENT_KEYS if key in result}
-        record = ("result", trial.trial_id, int(result.get("training_iteration", 0)),
-                  int(time.time() * 1000), result_metrics(result), tags,
-                  lineage.exploit_report(result))
+        step = int(result.get("training_iteration", 0))
+        record = ("result", trial.trial_id, step, int(time.time() * 1000),
+                  result_metrics(result), tags, lineage.exploit_report(result))
+        # held reports of this epoch or later: the trial went back to an earlier checkpoint
+        # (a resume, a retry) and reports them again
+        held = [r for r in self._held.pop(trial.trial_id, []) if r[2] < step]
+        if held:
+            self._held[trial.trial_id] = held
         if result.get("should_checkpoint"):
             self._held.setdefault(trial.trial_id, []).append(record)
         else:
@@ -94,11 +107,6 @@ class SweepLogger(tune.Callback):
 
     def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._queue.extend(self._held.pop(trial.trial_id, []))
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Failed, to be retried from its last registered checkpoint: the results it held for
-        a checkpoint Tune never registered come again from the retry."""
-        self._held.pop(trial.trial_id, None)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FINISHED")
@@ -111,12 +119,10 @@ class SweepLogger(tune.Callback):
             # ended without ever starting (it failed to start or to restore): still a run
             self.on_trial_start(0, [], trial)
         self._ended.add(trial.trial_id)
-        held = self._held.pop(trial.trial_id, [])
-        # Only a finished trial's are its last word. One stopped (KILLED: a resume continues
-        # it) or failed (FAILED: a resume retries it) starts again from its last registered
-        # checkpoint and reports these epochs again.
+        # A finished trial's held results are its last word. One stopped (KILLED: a resume
+        # continues it) or failed (FAILED: a resume retries it) keeps them (see the module doc).
         if status == "FINISHED":
-            self._queue.extend(held)
+            self._queue.extend(self._held.pop(trial.trial_id, []))
         self._queue.append(("end", trial.trial_id, status, error))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

@@ -76,7 +76,7 @@ def test_a_trial_that_ends_without_starting_still_gets_a_run(tmp_path: Path) -> 
 
 def test_a_result_with_a_checkpoint_waits_until_tune_registered_it(tmp_path: Path) -> None:
     """Sent before, a kill would make the trial start from its previous checkpoint and
-    report the same epoch twice; held results are not in the journal's state either."""
+    report the same epoch twice; held results are not among the journal's pending records."""
     sweep = logger(tmp_path)
     trial = Trial("c", 0.3)
     sweep.on_trial_start(0, [], trial)
@@ -154,3 +154,58 @@ def test_a_run_whose_params_were_cut_off_gets_the_rest_when_its_trial_starts_aga
     assert tracking.child_run_ids(sweep.store, sweep.parent_run_id) == {"d": run_id}
     params = client.get_run(run_id).data.params
     assert params == {p.key: p.value for p in every}
+
+
+def stopped_with_a_result_held(folder: Path) -> tuple[SweepLogger, Trial, dict]:
+    """A trial stopped by a signal after its epoch-2 report, before Tune registered that
+    report's checkpoint; and the journal's snapshot of that step."""
+    sweep = logger(folder)
+    trial = Trial("h", 0.2)
+    sweep.on_trial_start(0, [], trial)
+    for step in (1, 2):
+        sweep.on_trial_result(step, [], trial, {"score": float(step),
+                                                "training_iteration": step,
+                                                "should_checkpoint": True})
+        if step == 1:
+            sweep.on_trial_save(1, [], trial)
+        sweep.on_step_end(step, [])
+    saved = pickle.loads(pickle.dumps(sweep.get_state()))
+    sweep.on_experiment_end([trial])
+    return sweep, trial, saved
+
+
+def resumed_from(sweep: SweepLogger, saved: dict) -> SweepLogger:
+    resumed = pickle.loads(pickle.dumps(sweep))  # as Tune unpickles it from tuner.pkl
+    resumed.set_state(saved)
+    resumed.setup()
+    return resumed
+
+
+def test_a_held_result_is_sent_when_the_resumed_trial_ends_without_reporting_it(
+        tmp_path: Path) -> None:
+    """A scheduler that acted on the held result (HyperBand halving its bracket at epoch 2)
+    stops the restored trial without running it again: the epoch must reach MLflow then
+    (found by the soak: it was dropped at the stop and lost)."""
+    sweep, trial, saved = stopped_with_a_result_held(tmp_path)
+    resumed = resumed_from(sweep, saved)
+    resumed.on_trial_complete(0, [], trial)
+    resumed.on_step_end(0, [])
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    client = MlflowClient(sweep.store.uri)
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "score")) == \
+        [(1, 1.0), (2, 2.0)]
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_held_result_reported_again_after_a_resume_is_sent_once(tmp_path: Path) -> None:
+    sweep, trial, saved = stopped_with_a_result_held(tmp_path)
+    resumed = resumed_from(sweep, saved)
+    resumed.on_trial_start(0, [], trial)
+    resumed.on_trial_result(1, [], trial, {"score": 2.5, "training_iteration": 2,
+                                           "should_checkpoint": True})  # from epoch 1's
+    resumed.on_trial_save(1, [], trial)
+    resumed.on_trial_complete(1, [], trial)
+    resumed.on_step_end(1, [])
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    history = MlflowClient(sweep.store.uri).get_metric_history(run_id, "score")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.5)]
