@@ -28,6 +28,13 @@ def logger(folder: Path) -> SweepLogger:
     return SweepLogger(store, parent)
 
 
+def logged_scores(sweep: SweepLogger) -> list[tuple[int, float]]:
+    """(step, value) of the one trial's `score` in MLflow."""
+    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
+    history = MlflowClient(sweep.store.uri).get_metric_history(run_id, "score")
+    return sorted((m.step, m.value) for m in history)
+
+
 def test_updates_wait_for_the_end_of_the_step(tmp_path: Path) -> None:
     sweep = logger(tmp_path)
     trial = Trial("a", 0.5)
@@ -128,9 +135,7 @@ def test_a_retried_trial_reports_each_epoch_once(tmp_path: Path) -> None:
     sweep.on_trial_save(2, [], trial)
     sweep.on_trial_complete(2, [], trial)
     sweep.on_step_end(2, [])
-    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
-    history = MlflowClient(sweep.store.uri).get_metric_history(run_id, "score")
-    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.5)]
+    assert logged_scores(sweep) == [(1, 1.0), (2, 2.5)]
 
 
 def test_a_run_whose_params_were_cut_off_gets_the_rest_when_its_trial_starts_again(
@@ -190,11 +195,9 @@ def test_a_held_result_is_sent_when_the_resumed_trial_ends_without_reporting_it(
     resumed = resumed_from(sweep, saved)
     resumed.on_trial_complete(0, [], trial)
     resumed.on_step_end(0, [])
+    assert logged_scores(sweep) == [(1, 1.0), (2, 2.0)]
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
-    client = MlflowClient(sweep.store.uri)
-    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "score")) == \
-        [(1, 1.0), (2, 2.0)]
-    assert client.get_run(run_id).info.status == "FINISHED"
+    assert MlflowClient(sweep.store.uri).get_run(run_id).info.status == "FINISHED"
 
 
 def test_a_held_result_reported_again_after_a_resume_is_sent_once(tmp_path: Path) -> None:
@@ -206,6 +209,4 @@ def test_a_held_result_reported_again_after_a_resume_is_sent_once(tmp_path: Path
     resumed.on_trial_save(1, [], trial)
     resumed.on_trial_complete(1, [], trial)
     resumed.on_step_end(1, [])
-    (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
-    history = MlflowClient(sweep.store.uri).get_metric_history(run_id, "score")
-    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.5)]
+    assert logged_scores(sweep) == [(1, 1.0), (2, 2.5)]
