@@ -88,3 +88,27 @@ def test_a_stop_that_lands_in_a_finaliser_is_kept_and_raised_after() -> None:
     assert done.stdout.splitlines() == ["went on True", "raised 143", "went on True",
                                         "raised 130", "no signal: nothing raised"], done.stderr
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+
+
+TEARDOWN_SCRIPT = """
+import os, runpy, signal, time
+import ray  # a command that used Ray
+import pipeline.cli
+
+class SignalsInTeardown:
+    def __del__(self):  # Python's teardown would run this, its default handlers back in place
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+pipeline.cli.main = lambda argv=None: 0  # a command that finished its work
+kept_until_teardown = SignalsInTeardown()
+runpy.run_module("pipeline", run_name="__main__")
+"""
+
+
+def test_a_finished_command_ends_with_its_code_without_pythons_teardown() -> None:
+    """A Ctrl-C or SIGTERM in the second and a half of Python's teardown after a finished
+    sweep ended it with -2 / -15 (the soak saw three); the teardown is skipped now."""
+    done = subprocess.run([sys.executable, "-c", TEARDOWN_SCRIPT], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=ROOT)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
