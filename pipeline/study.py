@@ -191,7 +191,10 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         init_ray(ctx)
         cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
         store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
-        sweep = _open(exp, store, locate(exp, ctx, store, resume), exp_file)
+        sweep = locate(exp, ctx, store, resume)
+        if sweep.parent_run_id is not None:
+            tracking.check_unchanged(store, sweep.parent_run_id, sweep.name, exp)
+        sweep = _open(exp, store, sweep, exp_file)
         try:
             outcome = _sweep(exp, ctx, store, sweep, data, register)
             stopping.raise_if_stopped(signals)  # one that landed in a finaliser on the way

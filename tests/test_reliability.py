@@ -90,6 +90,24 @@ def test_a_sweep_without_a_finished_trial_fails_with_one_line(workdir: Path, ray
 
 
 @pytest.mark.slow
+def test_a_resume_with_other_settings_is_refused_naming_them(workdir: Path, ray_local,
+                                                             capsys) -> None:
+    """Ray Tune restores a sweep as it started: a changed num_samples or trial setting was
+    ignored without a word. Where it runs (resources, cluster, storage, tracking) may change."""
+    exp_file = custom(workdir, "quadratic", params="{steps: 3}", num_samples=1)
+    assert cli.main(["tune", str(exp_file)]) == 0
+    capsys.readouterr()
+    assert cli.main(["tune", str(exp_file), "--resume", "--set", "search.num_samples=3",
+                     "--set", "params.steps=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --resume: sweep rel-")
+    assert "started with other settings (params.steps: 3 -> 5; search.num_samples: 1 -> 3)" \
+        in err[0]
+    assert parent_run().info.status == "FINISHED"  # untouched
+    assert cli.main(["tune", str(exp_file), "--resume", "--set", "resources.cpu=0.5"]) == 0
+
+
+@pytest.mark.slow
 def test_failed_trials_are_retried_in_the_same_run(workdir: Path, ray_local) -> None:
     exp_file = custom(workdir, "fails_first_time", params=f"{{marker_dir: {workdir}}}",
                       num_samples=2, max_failures=1)

@@ -8,6 +8,8 @@ instead of opening duplicates.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import time
@@ -163,6 +165,43 @@ def complete_params(client: MlflowClient, run_id: str, params: list[Param]) -> N
     log_params(client, run_id, [param for param in params if param.key not in logged])
 
 
+RESUMABLE_ELSEWHERE = ("tracking.", "storage.", "cluster.", "resources.")
+"""Where and on what a sweep runs, which a resume may change (another cluster address, a new
+node type); everything else shapes what it computes."""
+FINGERPRINT_TAG = "pipeline.config_sha256"
+
+
+def _settings(exp: Experiment) -> dict[str, str]:
+    """The experiment's params as logged, less where it runs."""
+    return {p.key: p.value for p in safe_params(exp.model_dump(mode="json"))
+            if not p.key.startswith(RESUMABLE_ELSEWHERE)}
+
+
+def fingerprint(exp: Experiment) -> str:
+    return hashlib.sha256(json.dumps(_settings(exp), sort_keys=True).encode()).hexdigest()
+
+
+def check_unchanged(store: Store, run_id: str, sweep_name: str, exp: Experiment) -> None:
+    """Refuse to resume a sweep with other settings than it started with: Ray Tune restores a
+    sweep as it started (its space, trial count, searcher and trial config), so a changed
+    `num_samples` or space was ignored without a word. The parent run carries a fingerprint
+    of its settings from its first request (a sweep older than that is not checked); the
+    params it logged name what changed."""
+    run = store.client.get_run(run_id)
+    started_with = run.data.tags.get(FINGERPRINT_TAG)
+    if started_with is None or started_with == fingerprint(exp):
+        return
+    logged, now = run.data.params, _settings(exp)
+    changed = sorted(key for key in (logged.keys() - {k for k in logged
+                                                     if k.startswith(RESUMABLE_ELSEWHERE)})
+                     | now.keys() if logged.get(key) != now.get(key))
+    shown = "; ".join(f"{key}: {logged.get(key, '(none)')} -> {now.get(key, '(none)')}"
+                      for key in changed[:4]) + ("; ..." if len(changed) > 4 else "")
+    raise ConfigError(f"--resume: sweep {sweep_name} started with other settings "
+                      f"({shown or 'a secret value'}); a resumed sweep keeps its own: undo "
+                      "the change, or run without --resume to start a new sweep")
+
+
 def result_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numeric values a trainable reported, without Ray's own bookkeeping."""
     return {key: float(value) for key, value in result.items()
@@ -176,7 +215,8 @@ def open_sweep(store: Store, exp: Experiment, sweep_name: str, exp_file: Path | 
     stop just after leaves a run that resume continues, never an orphan), then its config."""
     run = store.client.create_run(
         store.experiment_id, run_name=sweep_name,
-        tags={"sweep": sweep_name, "searcher": exp.search.searcher, **resume_tags})
+        tags={"sweep": sweep_name, "searcher": exp.search.searcher,
+              FINGERPRINT_TAG: fingerprint(exp), **resume_tags})
     record_sweep_config(store, run.info.run_id, exp, exp_file)
     return run.info.run_id
 
