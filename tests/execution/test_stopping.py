@@ -58,6 +58,9 @@ FINALISER_SCRIPT = """
 import os, signal, sys
 from pipeline.execution import stopping
 
+# Python's Ctrl-C handler, as in a terminal (a shell's background job starts with SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class SignalsWhenCollected:
     def __init__(self, signum):
         self.signum = signum
