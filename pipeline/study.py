@@ -229,7 +229,10 @@ def _sweep(exp: Experiment, ctx: SweepContext, store: tracking.Store, sweep: Swe
         try:
             results, signum = stopping.fit_until_signal(tuner)
         except TuneError as error:
-            raise _metric_not_reported(error, exp.search.metric) or error from None
+            explained = _metric_not_reported(error, exp.search.metric)
+            if explained is None:
+                raise
+            raise explained from None
     if signum is not None:
         raise stopping.Interrupted("", signum)
     return report.summarise(exp, ctx.pricing, sweep.name, sweep.parent_run_id, store, results,

@@ -19,7 +19,7 @@ from pipeline.config.domains import domain_values
 from pipeline.config.paths import set_path
 from pipeline.config.schema import MUTABLE_PATHS, Experiment, mutable_paths, validate
 from pipeline.config.search_options import trial_count
-from pipeline.config.trial_options import Model
+from pipeline.config.trial_options import is_weights_file
 
 
 def _field_exists(path: str) -> bool:
@@ -203,7 +203,7 @@ def _absolute(path: str, value: Any) -> Any:
     """value, if a relative file path at `path` (data.root, a model.weights file), made absolute."""
     if path == "data.root" and value is not None and not Path(value).is_absolute():
         return Path(value).absolute()
-    if path == "model.weights" and isinstance(value, str) and Model(weights=value).weights_file \
+    if path == "model.weights" and isinstance(value, str) and is_weights_file(value) \
             and not Path(value).is_absolute():
         return str(Path(value).absolute())
     return value

@@ -16,6 +16,12 @@ from pipeline.config.base import Strict
 FACTORY = r"^[\w.]+:\w+$"
 
 
+def is_weights_file(weights: str) -> bool:
+    """A model.weights value that names a state-dict file: a path with a folder in it, or a
+    name ending .pt, .pth or .bin (torchvision's weights names do neither)."""
+    return os.sep in weights or weights.endswith((".pt", ".pth", ".bin"))
+
+
 class Data(Strict):
     dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "fake", "imagefolder"] = \
         "digits"
@@ -101,12 +107,6 @@ class Model(Strict):
     `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file (one
     with a folder in it or ending .pt, .pth or .bin). The classifier head is replaced for the
     data set's classes."""
-
-    @property
-    def weights_file(self) -> bool:
-        """Whether `weights` names a file rather than torchvision weights."""
-        return self.weights is not None and (
-            os.sep in self.weights or self.weights.endswith((".pt", ".pth", ".bin")))
     freeze: Literal["none", "backbone"] = "none"
     """`backbone`: train only the classifier head (with `weights`)."""
     factory: str | None = Field(None, pattern=FACTORY)
@@ -119,6 +119,11 @@ class Model(Strict):
             raise ValueError("model.freeze: backbone needs model.weights (a random backbone "
                              "would stay random)")
         return self
+
+    @property
+    def weights_file(self) -> bool:
+        """Whether `weights` names a file rather than torchvision weights."""
+        return self.weights is not None and is_weights_file(self.weights)
 
 
 class Cyclic(Strict):

@@ -191,10 +191,11 @@ def check_unchanged(store: Store, run_id: str, sweep_name: str, exp: Experiment)
     started_with = run.data.tags.get(FINGERPRINT_TAG)
     if started_with is None or started_with == fingerprint(exp):
         return
-    logged, now = run.data.params, _settings(exp)
-    changed = sorted(key for key in (logged.keys() - {k for k in logged
-                                                     if k.startswith(RESUMABLE_ELSEWHERE)})
-                     | now.keys() if logged.get(key) != now.get(key))
+    logged = {key: value for key, value in run.data.params.items()
+              if not key.startswith(RESUMABLE_ELSEWHERE)}
+    now = _settings(exp)
+    changed = sorted(key for key in logged.keys() | now.keys()
+                     if logged.get(key) != now.get(key))
     shown = "; ".join(f"{key}: {logged.get(key, '(none)')} -> {now.get(key, '(none)')}"
                       for key in changed[:4]) + ("; ..." if len(changed) > 4 else "")
     raise ConfigError(f"--resume: sweep {sweep_name} started with other settings "
