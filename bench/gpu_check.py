@@ -1,8 +1,8 @@
 """GPU check: fractional packing, whole-GPU trials, CUDA placement and AMP speed. Never in CI.
 
-NOT RUN YET on a GPU: the machine it was written on has none. There it ran only as
-`--fake-gpus 1 --smoke` (Ray told there is a GPU, trials on the CPU), which checks the plumbing
-and fails the CUDA check as it should.
+Written on a machine without a GPU, where it runs as `--fake-gpus 1 --smoke` (Ray told there is
+a GPU, trials on the CPU: checks the plumbing and fails the CUDA check, as it should). Results of
+the run on a real GPU: bench/results/gpu_check.md.
 
     .venv/bin/python -m bench.gpu_check                 # a machine with one or more GPUs
     .venv/bin/python -m bench.gpu_check --smoke         # tiny models, seconds per trial
@@ -14,6 +14,7 @@ Two sweeps through study.run, as `make tune` runs them, each half with train.amp
   images  4 trials x gpu 0.25 on an image folder (CIFAR-shaped: 32x32, crop + flip on the
           GPU, normalised), one per train.amp x train.compile: samples/s and peak GPU memory
           per trial, and samples/s of all four together
+  bare    the whole-GPU configuration trained in this process, outside Ray, for in-trial / bare
 It checks that every trial trained on CUDA (the `device` tag of its MLflow run), that the packed
 trials shared one GPU at the same time, and prints samples/s without and with AMP (bf16
 autocast). Exit 0 when every check passes, 1 otherwise.
@@ -79,6 +80,20 @@ def image_table(runs: list) -> list[str]:
     return [*lines, f"all four at once: {total:.0f} samples/s"]
 
 
+def bare_throughput(sizes: dict) -> dict[bool, float]:
+    """Last-epoch samples/s of the `whole` configuration trained here, outside Ray and MLflow."""
+    from pipeline.config import Experiment
+    from pipeline.training import loop as training
+    from pipeline.training.data import load as load_data
+
+    speed = {}
+    for amp in (False, True):
+        exp = Experiment.model_validate({"name": "gpu-check-bare", **sizes}).with_values(
+            {"train.amp": amp})
+        speed[amp] = list(training.fit(exp, load_data(exp.data)))[-1].metrics["samples_per_s"]
+    return speed
+
+
 def overlapping(runs: list) -> bool:
     """Whether every trial started before any of them ended."""
     return max(r.info.start_time for r in runs) < min(r.info.end_time for r in runs)
@@ -102,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fake_gpus:
         ray.init(num_gpus=args.fake_gpus, include_dashboard=False, logging_level="WARNING")
     sizes = SMOKE if args.smoke else FULL
+    bare = bare_throughput(sizes)
     packed = run_sweep("packed", 0.25, 2, sizes)
     whole = run_sweep("whole", 1, 1, sizes)
     images = image_sweep(args.smoke)
@@ -129,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = speed[True] / speed[False] if len(speed) == 2 else float("nan")
         print(f"| {name} | {speed.get(False, 0):.0f} | {speed.get(True, 0):.0f} | "
               f"{ratio:.2f}x |")
+    speed = throughput(whole)
+    print("| whole, in-trial / bare (outside Ray) | "
+          + " | ".join(f"{speed.get(amp, 0) / bare[amp]:.2f}" for amp in (False, True)) + " | |")
     print("\nImage folder, 4 trials x 0.25 GPU:\n" + "\n".join(image_table(images)))
     for check, passed in checks.items():
         print(f"{'PASS' if passed else 'FAIL'}  {check}")
