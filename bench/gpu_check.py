@@ -33,7 +33,7 @@ import yaml
 from pipeline import study
 from pipeline.config import load
 
-FULL = {"data": {"dataset": "fake", "fake_size": 4096, "batch_size": 256},
+FULL = {"data": {"dataset": "fake", "fake_size": 16384, "batch_size": 256},
         "model": {"arch": "resnet18"}, "train": {"epochs": 3, "lr": 0.05}}
 SMOKE = {"data": {"dataset": "digits", "limit": 300}, "model": {"arch": "mlp", "hidden": 32},
          "train": {"epochs": 1}}

@@ -127,6 +127,9 @@ def setup(exp: Experiment, data: Tensors, device: torch.device | None = None,
                         data.std).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
+        # Convolutions already run in TF32 by PyTorch's default; matmuls too, as fastai and
+        # Lightning advise (and torch.compile warns on every trial until it is set).
+        torch.set_float32_matmul_precision("high")
         if any(isinstance(m, nn.Conv2d) for m in model.modules()):
             model = model.to(memory_format=torch.channels_last)
     on_device = replace(data, x_test=None, y_test=None,
