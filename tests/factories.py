@@ -78,3 +78,21 @@ def fails_once(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module
     """tiny_net for `blobs` at batch 16 (10 steps per epoch); marker file: $FAILS_ONCE_MARKER."""
     return _FailsOnce(tiny_net(cfg, input_shape, num_classes), 10,
                       Path(os.environ["FAILS_ONCE_MARKER"]))
+
+
+class _Gated(nn.Module):
+    """Doubles its input when its mean is over 0.5: control flow on a tensor's value, which
+    torch.export cannot trace (research code is full of it)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 0.5:
+            x = x * 2
+        return self.net(x)
+
+
+def gated_net(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return _Gated(tiny_net(cfg, input_shape, num_classes))

@@ -6,6 +6,7 @@ moves to it only when it beats the current champion on the sweep's metric, so
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,10 +158,15 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
         model, example = load_network(exp, checkpoint_dir, data)
         with torch.no_grad():
             output = model(torch.from_numpy(example)).numpy()
+        # Pickled, not MLflow 3's default torch.export program: that one refused eval()
+        # and train() once loaded, and could not be made at all from a network with
+        # data-dependent control flow (a model.factory's). MLflow warns on every pickled save
+        # that loading runs code: a registry is the user's own, so that warning is kept quiet.
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         with tempfile.TemporaryDirectory() as folder:
             mlflow.pytorch.save_model(
                 model, Path(folder) / "model", signature=infer_signature(example, output),
-                input_example=example,
+                input_example=example, serialization_format="pickle",
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
             client.log_model_artifacts(logged.model_id, str(Path(folder) / "model"))
         client.finalize_logged_model(logged.model_id, "READY")
