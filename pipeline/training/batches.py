@@ -31,10 +31,14 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
 
 def _loader(x: Any, device: torch.device, workers: int, **order: Any):
     """A DataLoader over images on disk. Workers are capped at the CPUs this process may use:
-    more would only queue for the same cores, and DataLoader warns about them every epoch."""
+    more would only queue for the same cores, and DataLoader warns about them every epoch.
+    Its own generator: by default each pass draws its workers' seed from torch's global one,
+    which dropout draws from too, so the streamed path trained with other masks than the
+    cached one (decoding needs no randomness; augmentation has its own generator)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return torch.utils.data.DataLoader(x, num_workers=min(workers, cpus or 1),
-                                       pin_memory=device.type == "cuda", **order)
+                                       pin_memory=device.type == "cuda",
+                                       generator=torch.Generator().manual_seed(0), **order)
 
 
 def eval_batches(x: Any, y: torch.Tensor, batch_size: int, device: torch.device,
