@@ -42,6 +42,8 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 JUNK_FOLDERS = {"__MACOSX", "@eaDir"}  # macOS zip resource forks; Synology thumbnails
 DEFAULT_SIZE = 64
 SPLITS = ("train", "val", "test")
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+"""The folder names each split is read from: Kaggle and Roboflow exports call it `valid/`."""
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,37 @@ def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[List
     return Listing(paths, labels), skipped
 
 
+def _split_folder(root: Path, split: str) -> Path | None:
+    """The folder of `split` under root, by any of its names; None without one."""
+    found = [root / name for name in SPLIT_FOLDERS[split] if (root / name).is_dir()]
+    if len(found) > 1:
+        raise ConfigError(f"data.root: {root} has both {found[0].name}/ and {found[1].name}/ "
+                          f"for the {split} split; keep one")
+    return found[0] if found else None
+
+
+def _refuse_splits_without_train(root: Path, folders: dict[str, Path | None]) -> None:
+    """A val/ or test/ of class folders beside no train/ is a split layout missing its
+    training images, not classes named 'val' and 'test' (what ImageFolder would make of it)."""
+    for split in ("val", "test"):
+        folder = folders[split]
+        if folder is not None and _class_folders(folder) and not any(
+                p.is_file() and not _hidden(p.name) for p in folder.iterdir()):
+            raise ConfigError(f"data.root: {root} has {folder.name}/ with class folders but "
+                              f"no train/; put the training images in {root / 'train'}/CLASS/")
+
+
 def scan(root: Path | None) -> Layout:
     """The classes and files under root: `root/CLASS/...`, or `root/train/CLASS/...` with
-    optional `root/val/` and `root/test/` beside it."""
+    optional `root/val/` (or `valid/`, `validation/`) and `root/test/` beside it."""
     if root is None:
         raise ConfigError("data.root: imagefolder needs a folder of images")
     if not root.is_dir():
         raise ConfigError(f"data.root: {root} is not a folder")
-    train = root / "train" if (root / "train").is_dir() else root
+    folders = {split: _split_folder(root, split) for split in SPLITS}
+    train = folders["train"] or root
+    if train == root:
+        _refuse_splits_without_train(root, folders)
     classes = list(_class_folders(train))
     if not classes:
         raise ConfigError(f"data.root: no class folders under {train} (expected one "
@@ -132,8 +157,8 @@ def scan(root: Path | None) -> Layout:
                           "a classifier needs at least two")
     splits, skipped = {}, 0
     for split in SPLITS:
-        folder = train if split == "train" else root / split
-        if split != "train" and (train == root or not folder.is_dir()):
+        folder = train if split == "train" else folders[split]
+        if folder is None:
             continue
         splits[split], n = _list_split(folder, classes, must_fill=split == "train")
         skipped += n

@@ -55,6 +55,28 @@ def test_train_val_test_folders_are_used_as_they_are(tmp_path: Path) -> None:
     assert Counter(data.y_test.tolist()) == {0: 2, 1: 2}
 
 
+def test_a_valid_folder_is_the_val_split(tmp_path: Path) -> None:
+    """Kaggle's and Roboflow's exports name it valid/: it was ignored, and val_fraction of
+    train/ held out instead."""
+    for split, n in (("train", 6), ("valid", 3)):
+        write_folder(tmp_path / split, per_class=n, classes=2, seed=len(split))
+    data = load(_data(tmp_path, val_fraction=0.5))
+    assert Counter(data.y_train.tolist()) == {0: 6, 1: 6}
+    assert Counter(data.y_val.tolist()) == {0: 3, 1: 3}
+    write_folder(tmp_path / "val", per_class=3, classes=2)
+    with pytest.raises(ConfigError, match=r"has both val/ and valid/ for the val split"):
+        imagefolder.scan(tmp_path)
+
+
+@pytest.mark.parametrize("splits", [("val", "test"), ("val",), ("test",)])
+def test_split_folders_without_train_are_refused(tmp_path: Path, splits) -> None:
+    """They became classes named 'test' and 'val', and the sweep trained on that."""
+    for split in splits:
+        write_folder(tmp_path / split, per_class=2, classes=2)
+    with pytest.raises(ConfigError, match=rf"{splits[0]}/ with class folders but no train/"):
+        imagefolder.scan(tmp_path)
+
+
 def test_images_are_resized_and_centre_cropped(tmp_path: Path) -> None:
     from PIL import Image
 
