@@ -167,6 +167,14 @@ def _builtin(cfg: Data, seed: int) -> Tensors:
     readers = {"digits": _digits, "cifar10": _cifar10, "mnist": _mnist_like,
                "fashion_mnist": _mnist_like}
     (x, y), test = _fake(cfg, seed) if cfg.dataset == "fake" else readers[cfg.dataset](cfg)
+    # every label of every split counts: a subset whose training files lack the last class,
+    # or a data.limit cutting it off, built a model too small for the test split's labels
+    # (IndexError after the whole sweep)
+    num_classes = int(max(np.max(y), np.max(test[1], initial=0) if test else 0)) + 1
+    if test is not None and test[0].shape[1:] != x.shape[1:]:
+        raise ConfigError(f"data.root: {cfg.dataset}'s test images are "
+                          f"{'x'.join(map(str, test[0].shape[1:]))} and its training images "
+                          f"{'x'.join(map(str, x.shape[1:]))}; every split needs the same")
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
@@ -180,7 +188,7 @@ def _builtin(cfg: Data, seed: int) -> Tensors:
         x_test, y_test = x_t[held], y_t[held]
     else:
         x_test = y_test = None
-    return Tensors(x_t[train], y_t[train], x_t[val], y_t[val], int(y.max()) + 1, x_test, y_test,
+    return Tensors(x_t[train], y_t[train], x_t[val], y_t[val], num_classes, x_test, y_test,
                    source=f"{cfg.dataset}: {len(train)} train / {n_val} val / "
                           f"{0 if y_test is None else len(y_test)} test")
 

@@ -72,6 +72,22 @@ def test_mnist_without_t10k_has_no_test_split_and_a_damaged_file_is_one_line(
         load(Data(dataset="mnist", root=tmp_path))
 
 
+def test_every_split_counts_its_labels_and_a_test_split_of_other_images_is_refused(
+        tmp_path: Path) -> None:
+    """A subset whose training files lack class 9 (or a data.limit cutting it off) trained a
+    9-class model: the test split's label 9 then failed the summary after the whole sweep."""
+    folder = tmp_path / "MNIST" / "raw"
+    _write_mnist(folder)
+    _write_idx(folder / "train-labels-idx1-ubyte", np.arange(50) % 9)
+    assert load(Data(dataset="mnist", root=tmp_path)).num_classes == 10
+    _write_idx(folder / "train-labels-idx1-ubyte", np.r_[np.arange(20) % 9, np.full(30, 9)])
+    assert load(Data(dataset="mnist", root=tmp_path, limit=20)).num_classes == 10
+    _write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((10, 32, 32)))
+    with pytest.raises(ConfigError, match=r"^data.root: mnist's test images are 1x32x32 and "
+                                          r"its training images 1x28x28"):
+        load(Data(dataset="mnist", root=tmp_path))
+
+
 def test_cifar10_layout_from_local_files(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
