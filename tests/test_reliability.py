@@ -71,14 +71,23 @@ def test_a_failure_whose_message_is_a_traceback_is_told_by_its_last_line() -> No
 
 @pytest.mark.slow
 def test_a_sweep_without_a_finished_trial_fails_with_one_line(workdir: Path, ray_local,
-                                                              capsys) -> None:
-    """Every trial failing exits 1 (it was 0); a custom trainable that reports the searched
-    metric under another name is one line naming search.metric (it was `TuneError:
-    Traceback (most recent call last):`), exit 2."""
+                                                              capfd) -> None:
+    """Every trial failing exits 1 (it was 0), a line per failed trial naming where its
+    traceback is (Tune's 40-line tracebacks reached the terminal); a custom trainable that
+    reports the searched metric under another name is one line naming search.metric (it was
+    `TuneError: Traceback (most recent call last):`), exit 2."""
+    capsys = capfd
     exp_file = custom(workdir, "fails_above", num_samples=2)
     assert cli.main(["tune", str(exp_file),
                      "--set", "search.space.params.x={uniform: [0.6, 1.0]}"]) == 1
-    assert "No trial finished (2 failed)" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "No trial finished (2 failed)" in out
+    assert "Traceback" not in out + err and "Trial task failed" not in out + err
+    failed = [line for line in out.splitlines() if " FAILED: " in line]
+    assert len(failed) == 2
+    for line in failed:
+        kept = Path(line.split("(traceback: ")[1].rstrip(")"))
+        assert "raise ValueError" in kept.read_text()  # the whole traceback
     assert parent_run().info.status == "FAILED"
 
     exp_file = custom(workdir, "quadratic", num_samples=2, name="other")

@@ -5,7 +5,9 @@ tables; this prints only the searched values, the metric and the best so far.
 """
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -17,6 +19,29 @@ from pipeline.execution.trainable import last_error_line
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class _TrialTracebacks(logging.Filter):
+    """Tune logs every failed trial's whole traceback (40-odd lines of Ray's frames; a sweep
+    over learning rates fails several trials by design) and a list of them at the end. The
+    FAILED line says the error and where its traceback is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not message.startswith(("Trial task failed for trial",
+                                        "Trials did not complete"))
+
+
+def _quiet(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _TrialTracebacks) for f in logger.filters):
+        logger.addFilter(_TrialTracebacks())
+
+
+def _kept_traceback(trial: Any) -> Path:
+    """Where the trial's traceback is kept: its folder in the sweep's storage (Ray's own
+    error_file is a staging copy under /tmp/ray), relative to here when below it."""
+    path = Path(trial.path, trial.run_metadata.error_filename)
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 class Progress(tune.Callback):
@@ -50,10 +75,17 @@ class Progress(tune.Callback):
               f"{epochs} epoch(s): {self.metric}={_short(value)} (best {_short(self.best)}) "
               f"{self._values(trial)}", flush=True)
 
+    def setup(self, **info: Any) -> None:
+        _quiet(logging.getLogger("ray.tune.execution.tune_controller"))
+        _quiet(logging.getLogger("ray.tune.tune"))
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.failed += 1
-        print(f"[{self.finished + self.failed}/{self.total}] {trial.trial_id} FAILED: "
-              f"{last_error_line(trial)} {self._values(trial)}", flush=True)
+        where = f"(traceback: {_kept_traceback(trial)})" if trial.error_file else ""
+        told = " ".join(part for part in (last_error_line(trial), self._values(trial), where)
+                        if part)
+        print(f"[{self.finished + self.failed}/{self.total}] {trial.trial_id} FAILED: {told}",
+              flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if time.monotonic() - self._last_status < self.interval_s:
