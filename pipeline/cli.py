@@ -101,6 +101,7 @@ def _best(args: argparse.Namespace) -> None:
     exp = load(args.experiment, args.overrides)
     uri = tracking.resolve_uri(exp.tracking.uri)
     tracking.check_reachable(uri)
+    tracking.check_exists(uri)
     found = registry.champion(uri, exp)
     if found is None:
         raise ConfigError(f"no {registry.ALIAS} model named {registry.model_name(exp)!r} in "
@@ -111,7 +112,7 @@ def _best(args: argparse.Namespace) -> None:
           f"MLflow: {uri}  run {found.run_id}\n"
           f"Config (best_config.yaml of that run):\n{found.config_yaml.rstrip()}\n"
           f"Load it:\n  import mlflow\n  mlflow.set_tracking_uri({uri!r})\n"
-          f"  model = mlflow.pytorch.load_model({found.uri!r})\n"
+          f"  model = mlflow.pytorch.load_model({found.uri!r}).eval()\n"
           f"  logits = model(x)  # x: float32 tensor shaped like the input example")
 
 

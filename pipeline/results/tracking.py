@@ -64,6 +64,15 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     raise ConfigError(f"tracking.uri: MLflow at {uri} is not healthy")
 
 
+def check_exists(uri: str) -> None:
+    """For commands that only read a store: a SQLite file that is not there is a wrong path
+    (or no sweep yet), not a store to create (MLflow would build an empty one and say so)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix):]).exists():
+        raise ConfigError(f"tracking.uri: no MLflow store at {uri[len(prefix):]} (no sweep has "
+                          "logged there; check tracking.uri or MLFLOW_TRACKING_URI)")
+
+
 @dataclass(frozen=True)
 class Store:
     """A tracking store and the MLflow experiment this sweep logs into."""

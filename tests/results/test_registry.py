@@ -47,7 +47,7 @@ def test_champion_moves_only_when_a_sweep_beats_it(workdir, ray_local, capsys,
     assert "Champion: reg version 3 (models:/reg@champion)" in out
     assert "searched values: train.lr=0.05" in out
     assert "  lr: 0.05\n" in out  # the best_config.yaml of the winning sweep
-    assert "mlflow.pytorch.load_model('models:/reg@champion')" in out
+    assert "mlflow.pytorch.load_model('models:/reg@champion').eval()" in out
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", local_store())
     model = mlflow.pytorch.load_model("models:/reg@champion")
@@ -72,7 +72,17 @@ search: {searcher: random, metric: score, mode: max, num_samples: 1}
 
 
 def test_best_without_a_champion_exits_2(workdir, capsys) -> None:
+    from pipeline.results import tracking
+
+    # a store that is not there: named, and not created (MLflow built an empty one, saying so)
     exp_file = write_experiment(workdir, SWEEP.replace("LR", "0.1"))
+    assert cli.main(["best", str(exp_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: tracking.uri: no MLflow store at {workdir / 'mlflow.db'} (no "
+                   "sweep has logged there; check tracking.uri or MLFLOW_TRACKING_URI)"]
+    assert not (workdir / "mlflow.db").exists()
+
+    tracking.connect(local_store(), "reg", str(workdir / "ray_results"))
     assert cli.main(["best", str(exp_file)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: no champion model named 'reg' in sqlite")
