@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -42,8 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_outcome(outcome, exp_file: Path) -> int:
-    """The sweep's summary; the exit code: a sweep in which no trial finished failed."""
+def _print_outcome(outcome, exp_file: Path, overrides: list[str]) -> int:
+    """The sweep's summary; the exit code: a sweep in which no trial finished failed.
+    `overrides`: the command's --set values, repeated in the reproduce line (without them it
+    named another configuration)."""
     if outcome.best_config is None:
         print(f"No trial finished ({outcome.failed} failed). Sweep {outcome.sweep_name}.")
         return EXIT_FAILED
@@ -65,10 +68,10 @@ def _print_outcome(outcome, exp_file: Path) -> int:
               f"artifacts download -r {outcome.parent_run_id} -a best_config.yaml -d . && "
               "python -m pipeline tune best_config.yaml")
         return 0
-    sets = " ".join(f"--set {path}={value}" for path, value in outcome.searched.items())
-    print(f"Reproduce: python -m pipeline tune {exp_file} --set search.space={{}} "
-          f"--set search.searcher=random --set search.scheduler=fifo --set search.num_samples=1 "
-          f"{sets}".rstrip())
+    sets = [*overrides, "search.space={}", "search.searcher=random", "search.scheduler=fifo",
+            "search.num_samples=1", *(f"{path}={value}" for path, value in outcome.searched.items())]
+    print(f"Reproduce: python -m pipeline tune {shlex.quote(str(exp_file))} "
+          + " ".join(f"--set {shlex.quote(text)}" for text in sets))
     return 0
 
 
@@ -84,7 +87,7 @@ def _tune(args: argparse.Namespace) -> int:
             raise Interrupted("stopped before resuming, nothing changed; run --resume again",
                               getattr(stop, "signum", signal.SIGINT)) from None
         raise
-    return _print_outcome(outcome, args.experiment)
+    return _print_outcome(outcome, args.experiment, args.overrides)
 
 
 def _lr_find(args: argparse.Namespace) -> None:

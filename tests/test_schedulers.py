@@ -119,7 +119,7 @@ def test_pbt_exploits_copy_weights_are_tagged_and_the_best_config_replays(
     assert rerun[-1]["val_loss"] == pytest.approx(final, rel=1e-4)
 
     # the CLI's reproduce line is one that runs: best_config.yaml with a schedule, else --sets
-    cli._print_outcome(outcome, exp_file)
+    cli._print_outcome(outcome, exp_file, [])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     if steps:
         assert line.endswith("python -m pipeline tune best_config.yaml")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +43,16 @@ def parent_runs(client: MlflowClient, experiment_id: str) -> list:
 def test_cli_grid_sweep_leaves_the_mlflow_layout(workdir: Path) -> None:
     exp_file = write_experiment(workdir, GRID)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "tune", str(exp_file)],
+    done = subprocess.run([sys.executable, "-m", "pipeline", "tune", str(exp_file),
+                           "--set", "seed=3"],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Best val_loss:" in done.stdout and "Reproduce: python -m pipeline tune" in done.stdout
+    assert "Best val_loss:" in done.stdout
+    # the reproduce line keeps the command's own --set (it dropped them: another config)
+    (line,) = [li for li in done.stdout.splitlines() if li.startswith("Reproduce: ")]
+    words = shlex.split(line)
+    again = load(exp_file, words[words.index(str(exp_file)) + 2::2])
+    assert again.seed == 3 and again.search.num_samples == 1 and not again.search.space
     # nothing from the libraries reaches the terminal: not Ray's, MLflow's or torch's logs
     assert not [line for line in done.stderr.splitlines() if line.strip()], done.stderr[-3000:]
     assert not re.search(r"\bWARNING\b|\bINFO\b|Warning\b", done.stdout), done.stdout[-3000:]

@@ -37,11 +37,43 @@ def _field_exists(path: str) -> bool:
 
 
 
+SEARCHABLE = ("seed", "data", "model", "train", "params")
+"""What a trial trains with. The rest is the sweep's own (search, tracking, storage, cluster),
+or fixed per sweep (resources: Ray places every trial alike): searched, it was a column that
+changed nothing."""
+
+
+def _fractional(domain: Any) -> float | None:
+    """A value inside a uniform or loguniform domain that is not a whole number."""
+    if not isinstance(domain, dict) or len(domain) != 1:
+        return None
+    (kind, args), = domain.items()
+    if kind not in ("uniform", "loguniform"):
+        return None
+    low, high = args
+    value = low + (high - low) / math.pi
+    return value if not float(value).is_integer() else value + (high - value) / 2
+
+
 def _check_space(exp: Experiment) -> None:
-    """Every space path names a field, and every domain value is valid for that field."""
+    """Every space path names a field a trial trains with, and every domain value (and a
+    fractional draw of a continuous domain) is valid for that field."""
     for path, domain in exp.search.space.items():
         if not _field_exists(path):
             raise ConfigError(f"search.space.{path}: names no field of the experiment")
+        if path.split(".")[0] not in SEARCHABLE:
+            raise ConfigError(f"search.space.{path}: not a value a trial trains with "
+                              f"(searchable: {', '.join(f'{s}.*' for s in SEARCHABLE[1:])} "
+                              "and seed)")
+        draw = _fractional(domain)
+        if draw is not None:
+            try:
+                exp.with_values({path: draw})
+            except ConfigError:
+                (kind, _), = domain.items()
+                raise ConfigError(f"search.space.{path}.{kind}: draws fractional values, and "
+                                  f"{path} takes whole numbers; use randint: [low, high] or "
+                                  "choice") from None
         for value in domain_values(domain):
             try:
                 exp.with_values({path: value})
@@ -171,11 +203,38 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {path}: value {value!r} is not valid YAML") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping: PyYAML keeps the last silently, so
+    a second `train:` section replaced the first one whole."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"key {key!r} appears twice in one section "
+                                  f"(line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _refuse_setting_searched(raw: dict, key: str) -> None:
+    """`--set train.lr=0.5` with train.lr in search.space: the search sets it in every trial,
+    so the override was silently lost."""
+    space = (raw.get("search") or {}).get("space") or {}
+    if isinstance(space, dict) and key in space:
+        raise ConfigError(f"--set {key}: {key} is searched (search.space.{key}), so every "
+                          f"trial's value comes from the search; set its domain instead, e.g. "
+                          f"--set 'search.space.{key}={{choice: [VALUE]}}'")
+
+
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     """Read, override and validate an experiment file; raise ConfigError on any problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such experiment file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -188,6 +247,8 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     for text in overrides:
         key, value = parse_override(text)
         set_path(raw, key, value)
+    for text in overrides:
+        _refuse_setting_searched(raw, parse_override(text)[0])
     exp = validate(raw)
     _check_space(exp)
     _check_schedule(exp)

@@ -106,6 +106,19 @@ BAD_OVERRIDES = [
     (["data.mean=[0.5]"], "data.mean and data.std: give both"),
     (["data.factory=tests.nowhere:load"], "data.factory: cannot import"),
     (["train.compile=sometimes"], "train.compile:"),
+    # held-out probes: each of these was accepted, and the sweep ran without the value
+    # meaning anything (a searched num_samples), failed every trial (fractional widths), or
+    # dropped the override (a --set of a searched value)
+    (["search.space.search.num_samples={choice: [1, 2]}"],
+     "search.space.search.num_samples: not a value a trial trains with"),
+    (["search.space.resources.cpu={choice: [1, 2]}"], "search.space.resources.cpu: not a value"),
+    (["search.space.tracking.uri={choice: [a, b]}"], "search.space.tracking.uri: not a value"),
+    (["search.space.model.hidden={uniform: [8, 64]}"],
+     "search.space.model.hidden.uniform: draws fractional values, and model.hidden takes "
+     "whole numbers"),
+    (["search.space.data.batch_size={loguniform: [16, 256]}"],
+     "search.space.data.batch_size.loguniform: draws fractional values"),
+    (["train.lr=0.5"], "--set train.lr: train.lr is searched (search.space.train.lr)"),
 ]
 
 
@@ -124,12 +137,23 @@ def test_bad_values_name_the_field(base: Path, overrides: list[str], message: st
     ("", "expected a mapping of sections, got NoneType"),
     ("name: t\nsurch: {}\n", "surch: unknown key"),
     ("seed: 1\n", "name: Field required"),
+    # PyYAML keeps the last of two keys: the second train section replaced the first whole
+    ("name: t\ntrain: {epochs: 2}\ntrain: {lr: 0.1}\n", r"key 'train' appears twice in one "
+                                                          r"section \(line 3\)"),
+    ("name: t\ntrain:\n  lr: 0.1\n  lr: 0.2\n", r"key 'lr' appears twice"),
 ])
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load(path)
+
+
+def test_searchable_values_still_load(base: Path) -> None:
+    exp = load(base, ["search.space.seed={choice: [1, 2]}",
+                      "search.space.model.dropout={uniform: [0, 0.5]}",
+                      "search.space.model.hidden={randint: [8, 64]}"])
+    assert list(exp.search.space) == ["train.lr", "seed", "model.dropout", "model.hidden"]
 
 
 def test_missing_file(tmp_path: Path) -> None:

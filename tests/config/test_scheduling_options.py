@@ -13,7 +13,8 @@ PBT = ["search.scheduler=pbt", "train.epochs=4"]
 BAD = [
     (["train.schedule=triangle"], "train.schedule:"),
     (["train.min_lr=-1"], "train.min_lr:"),
-    (["train.min_lr=0.5", "train.lr=0.1"], "train.min_lr: 0.5 must be below train.lr"),
+    (["search.space={}", "train.min_lr=0.5", "train.lr=0.1"],
+     "train.min_lr: 0.5 must be below train.lr"),
     (["train.min_lr=0.005"], "search.space.train.lr: value 0.001 is invalid (train.min_lr"),
     (["train.cyclic.mode=sine"], "train.cyclic.mode:"),
     (["train.cyclic.step_size_epochs=0"], "train.cyclic.step_size_epochs:"),
