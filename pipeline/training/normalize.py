@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 STATS_SAMPLE = 2048  # images read to estimate the statistics of a set streamed from disk
+MIN_STD = 1e-3  # below a quarter of one 8-bit level: a constant channel
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,11 @@ def channel_stats(x, seed: int = 0) -> tuple[tuple[float, ...], tuple[float, ...
         squares += chunk.square().sum((0, 2, 3))
     count = n * x.shape[2] * x.shape[3]
     mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    # a channel (nearly) constant in the training split is centred, not scaled (as
+    # scikit-learn's StandardScaler does): divided by its ~0 std, a 1/255 difference in the
+    # validation split became thousands of standard deviations (val_loss 31 for 0.7)
+    std = torch.where(std < MIN_STD, torch.ones_like(std), std)
     return tuple(mean.tolist()), tuple(std.tolist())
 
 

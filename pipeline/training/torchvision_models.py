@@ -161,8 +161,17 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ConfigError(f"model.weights: {path} is not a PyTorch state dict ({error})"
-                          .splitlines()[0]) from None
+        if "Unsupported global" in str(error):
+            # weights_only refuses Python objects: a whole model (torch.save(model)) is one,
+            # and unpickling it would run code from the file
+            raise ConfigError(f"model.weights: {path} holds pickled Python objects, not only "
+                              "tensors (a whole model saved with torch.save(model)?); save "
+                              "model.state_dict() instead") from None
+        # torch's weights-only refusal is a page advising weights_only=False: only its
+        # last part, the reason, is said
+        reason = str(error).rpartition("WeightsUnpickler error: ")[2].strip().splitlines()[0]
+        raise ConfigError(f"model.weights: {path} is not a PyTorch state dict "
+                          f"({reason})") from None
     # a training checkpoint holds the state dict under a key ("model" here and in torchvision's
     # reference scripts, "state_dict" in Lightning's and many others, "model_state_dict")
     while isinstance(state, dict) and (inner := next(
@@ -232,6 +241,15 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
         raise ConfigError(f"model.weights: only {len(matched)} of the {len(backbone)} "
                           f"backbone tensors of {cfg.arch} fit {cfg.weights} (weights of "
                           "another architecture?)")
+    # tensors of the file with no place here: a few are expected (the old head, inception's
+    # auxiliary classifier), a quarter of the file is a larger variant of the family (a
+    # resnet34's blocks fill a resnet18 but its other 100 tensors were dropped, silently)
+    unused = [key for key in state if "aux" not in key.lower() and not any(
+        name in own for name in (prefix + key, key, prefix + key.removeprefix("1.")))]
+    if len(unused) > len(state) / 4:
+        raise ConfigError(f"model.weights: {len(unused)} of the {len(state)} tensors of "
+                          f"{cfg.weights} have no place in {cfg.arch} (e.g. {unused[0]}): "
+                          "weights of a larger variant or another architecture?")
     # the versions are this network's: only tensors of its shapes are loaded (mnasnet refuses
     # a state dict without them, and would rebuild its stem for a version-1 one)
     matched = OrderedDict(matched)
@@ -244,8 +262,12 @@ def freeze_backbone(net: nn.Module) -> None:
     """Only the classifier head keeps training; the backbone's batch-norm statistics stay as
     loaded too (`models.Network.train` keeps those layers in eval mode)."""
     head = head_name(net) + "."
+    # an input adapter mapping 4+ channels to three is new, like the head: frozen at its
+    # initial value it passed the first three channels on and dropped the rest for good
+    adapter = "0." if getattr(net, "adapted", False) else None
     for name, param in net.named_parameters():
-        param.requires_grad_(name.startswith(head))
+        param.requires_grad_(name.startswith(head) or bool(
+            adapter and name.startswith(adapter) and param.requires_grad))
     for name, module in net.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(head):
             module.frozen = True

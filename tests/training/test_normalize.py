@@ -21,6 +21,19 @@ def test_channel_stats_are_those_of_the_images() -> None:
     assert std == pytest.approx(unit.std((0, 2, 3), correction=0).tolist(), rel=1e-6)
 
 
+def test_a_constant_channel_is_centred_not_scaled() -> None:
+    """Its std was ~1e-6: one 8-bit level of difference in the validation split became
+    thousands of standard deviations (val_loss 31 where 0.7 was right)."""
+    x = torch.randint(0, 256, (20, 3, 4, 4), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    x[:, 1] = 77
+    mean, std = channel_stats(x)
+    assert std[1] == 1.0 and mean[1] == pytest.approx(77 / 255)
+    shifted = x.clone()
+    shifted[:, 1] = 78
+    assert standardizer(mean, std)(to_unit(shifted))[:, 1].abs().max() < 0.01
+
+
 def test_standardizer_gives_zero_mean_unit_std() -> None:
     x = torch.rand(40, 3, 5, 5) * torch.tensor([0.5, 1.0, 0.2]).view(1, 3, 1, 1)
     mean, std = channel_stats(x)

@@ -95,6 +95,40 @@ def test_weight_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
         build_model(Model(arch=SMALL, weights=str(tmp_path / "stem.pt")), (3, 16, 16), 3)
 
 
+def test_weights_of_a_larger_variant_or_a_whole_model_are_refused(tmp_path: Path) -> None:
+    """resnet34's weights filled a resnet18 with its first blocks and dropped its other
+    hundred tensors without a word; a whole pickled model got torch's page of advice."""
+    import torchvision
+
+    torch.save(torchvision.models.resnet34(num_classes=3).state_dict(), tmp_path / "r34.pt")
+    with pytest.raises(ConfigError, match=r"model.weights: \d+ of the \d+ tensors of .*r34.pt "
+                                          r"have no place in resnet18 \(e.g. layer1.2"):
+        build_model(Model(arch="resnet18", weights=str(tmp_path / "r34.pt")), (3, 32, 32), 3)
+    torch.save(nn.Linear(2, 2), tmp_path / "whole.pt")
+    with pytest.raises(ConfigError, match=r"holds pickled Python objects, not only tensors "
+                                          r"\(a whole model saved with torch.save\(model\)\?\); "
+                                          r"save model.state_dict\(\) instead$"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "whole.pt")), (3, 16, 16), 3)
+
+
+def test_a_frozen_backbone_still_trains_an_input_adapter(tmp_path: Path) -> None:
+    """Four channels go through a 1x1 convolution to three: frozen with the backbone at its
+    start value, it passed channels 0-2 on and dropped the fourth for good."""
+    torch.save(build_model(Model(arch=SMALL), (3, 16, 16), 3).net.state_dict(),
+               tmp_path / "w.pt")
+    exp = Experiment.model_validate({"name": "f", "model": {
+        "arch": SMALL, "weights": str(tmp_path / "w.pt"), "freeze": "backbone"},
+        "train": {"lr": 0.1}})
+    data = _images()
+    data = Tensors(torch.cat([data.x_train, data.x_train[:, :1]], 1), data.y_train,
+                   torch.cat([data.x_val, data.x_val[:, :1]], 1), data.y_val, 3)
+    s = setup(exp, data)
+    before = {k: v.clone() for k, v in s.model.state_dict().items()}
+    train_step(s.model.train(), s.optimizer, data.x_train[:8], data.y_train[:8])
+    changed = {k for k, v in s.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"net.0.0.weight", "net.1.fc.weight", "net.1.fc.bias"}
+
+
 def test_a_frozen_backbone_trains_only_the_head(tmp_path: Path) -> None:
     torch.save(build_model(Model(arch=SMALL), (3, 16, 16), 3).net.state_dict(),
                tmp_path / "w.pt")
