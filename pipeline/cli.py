@@ -145,6 +145,7 @@ COMMANDS = {"tune": _tune, "lr-find": _lr_find, "best": _best, "compare": _compa
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # `best`: a tqdm bar
     args = _parser().parse_args(argv)
     try:
         code = COMMANDS[args.command](args)
