@@ -123,7 +123,7 @@ def _compare(args: argparse.Namespace) -> None:
     from pipeline import compare
 
     exp = load(args.experiment, args.overrides)
-    budget = args.budget or exp.search.num_samples
+    budget = exp.search.num_samples if args.budget is None else args.budget
     if budget < 1 or args.seeds < 1:
         raise ConfigError("--budget and --seeds: must be at least 1")
     searchers = [s.strip() for s in args.searchers.split(",") if s.strip()]

@@ -168,6 +168,8 @@ def _resolve_lr(exp: Experiment, ctx: SweepContext, store: tracking.Store,
 
 def check_searchers(exp: Experiment, searchers: list[str], budget: int) -> None:
     """Refuse unknown searchers and budgets a searcher cannot use, before anything runs."""
+    if not searchers:
+        raise ConfigError(f"--searchers: name at least one (of {SEARCHERS})")
     for name in searchers:
         if name not in SEARCHERS:
             raise ConfigError(f"--searchers: unknown searcher {name!r} (one of {SEARCHERS})")

@@ -94,3 +94,17 @@ def test_compare_command_logs_figure_and_table_on_its_own_run(workdir, ray_local
     assert {f"median_best_{s}" for s in ("grid", "random", "bayes")} <= set(run.data.metrics)
     assert run.info.status == "FINISHED"
     assert client.search_registered_models() == []  # comparison sweeps register nothing
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--searchers", ""], "--searchers: name at least one"),
+    (["--searchers", " , "], "--searchers: name at least one"),
+    (["--budget", "0"], "--budget and --seeds: must be at least 1"),
+])
+def test_empty_searchers_and_a_zero_budget_are_refused(workdir, capsys, args, message) -> None:
+    """`--searchers ""` opened a comparison run, failed with KeyError (exit 1) and left the run
+    RUNNING; `--budget 0` silently meant the default."""
+    exp_file = write_experiment(workdir, EXP)
+    assert cli.main(["compare", str(exp_file), *args]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {message}")
+    assert not (workdir / "mlflow.db").exists()  # nothing opened
