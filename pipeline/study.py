@@ -31,6 +31,7 @@ from pipeline.execution import (
     result_files,
     stopping,
     storage,
+    sweep_lock,
 )
 from pipeline.execution.progress import Progress
 from pipeline.execution.trainable import share, train_trial, with_placement
@@ -192,23 +193,33 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
         store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
         sweep = locate(exp, ctx, store, resume)
-        if sweep.parent_run_id is not None:
-            tracking.check_unchanged(store, sweep.parent_run_id, sweep.name, exp)
-        sweep = _open(exp, store, sweep, exp_file)
-        try:
-            outcome = _sweep(exp, ctx, store, sweep, data, register)
-            stopping.raise_if_stopped(signals)  # one that landed in a finaliser on the way
-        except KeyboardInterrupt as stop:
-            tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
-            raise stopping.Interrupted(
-                f"sweep {sweep.name} stopped before every trial finished; continue it with "
-                "--resume", getattr(stop, "signum", (signals or [signal.SIGINT])[0])) from None
-        except BaseException:
-            tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
-            raise
+        with sweep_lock.held(sweep.name, sweep.path):
+            sweep, outcome = _drive(exp, exp_file, ctx, store, sweep, data, register, signals)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
     return outcome
+
+
+def _drive(exp: Experiment, exp_file: Path | None, ctx: SweepContext, store: tracking.Store,
+           sweep: Sweep, data: datasets.Tensors | None, register: bool,
+           signals: list[int]) -> tuple[Sweep, report.Outcome]:
+    """The located sweep, run by the one driver holding it: its parent run opened (or
+    reopened) and the sweep; a stop or failure closes the run KILLED or FAILED."""
+    if sweep.parent_run_id is not None:
+        tracking.check_unchanged(store, sweep.parent_run_id, sweep.name, exp)
+    sweep = _open(exp, store, sweep, exp_file)
+    try:
+        outcome = _sweep(exp, ctx, store, sweep, data, register)
+        stopping.raise_if_stopped(signals)  # one that landed in a finaliser on the way
+    except KeyboardInterrupt as stop:
+        tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
+        raise stopping.Interrupted(
+            f"sweep {sweep.name} stopped before every trial finished; continue it with "
+            "--resume", getattr(stop, "signum", (signals or [signal.SIGINT])[0])) from None
+    except BaseException:
+        tracking.close_sweep(store, sweep.parent_run_id, "FAILED")
+        raise
+    return sweep, outcome
 
 
 def _sweep(exp: Experiment, ctx: SweepContext, store: tracking.Store, sweep: Sweep,

@@ -113,6 +113,25 @@ def test_a_resume_with_other_settings_is_refused_naming_them(workdir: Path, ray_
     assert "started with other settings (params.steps: 3 -> 5; search.num_samples: 1 -> 3)" \
         in err[0]
     assert parent_run().info.status == "FINISHED"  # untouched
+
+    # a second driver while one holds the sweep (a --resume started beside the running
+    # sweep ran its trials again beside it): refused, and free again once the holder dies
+    tags = parent_run().data.tags
+    sweep_path = f"{tags['storage_path'].rstrip('/')}/{tags['pipeline.sweep']}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pipeline.execution import sweep_lock\n"
+         f"with sweep_lock.held('x', {sweep_path!r}):\n print('held', flush=True); "
+         "time.sleep(600)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cli.main(["tune", str(exp_file), "--resume"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: --resume: sweep {tags['pipeline.sweep']} is still running (pid "
+            f"{holder.pid}); wait for it to end, or stop it first")
+    finally:
+        holder.kill()  # SIGKILL: the kernel frees the lock
+        holder.wait()
+    assert parent_run().info.status == "FINISHED"
     assert cli.main(["tune", str(exp_file), "--resume", "--set", "resources.cpu=0.5"]) == 0
 
 
