@@ -169,7 +169,8 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
                               "model.state_dict() instead") from None
         # torch's weights-only refusal is a page advising weights_only=False: only its
         # last part, the reason, is said
-        reason = str(error).rpartition("WeightsUnpickler error: ")[2].strip().splitlines()[0]
+        reason = str(error).rpartition("WeightsUnpickler error: ")[2].strip()
+        reason = reason.splitlines()[0] if reason else type(error).__name__  # an empty file
         raise ConfigError(f"model.weights: {path} is not a PyTorch state dict "
                           f"({reason})") from None
     # a training checkpoint holds the state dict under a key ("model" here and in torchvision's

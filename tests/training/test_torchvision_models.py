@@ -85,6 +85,9 @@ def test_weight_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="is not a PyTorch state dict"):
         build_model(Model(arch=SMALL, weights=str(tmp_path / "junk.pt")), (3, 16, 16), 3)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"empty.pt is not a PyTorch state dict \(\w+\)$"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "empty.pt")), (3, 16, 16), 3)
     torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="none of the 1 tensors"):
         build_model(Model(arch=SMALL, weights=str(tmp_path / "other.pt")), (3, 16, 16), 3)
