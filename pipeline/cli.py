@@ -95,7 +95,9 @@ def _lr_find(args: argparse.Namespace) -> None:
 
     exp = load(args.experiment, args.overrides)
     suggestion = study.find_lr(exp)
-    print(f"suggested lr: {suggestion.lr if suggestion.lr is not None else 'none'}")
+    trust = "" if suggestion.reliable or suggestion.lr is None else \
+        f" (not to be trusted: {suggestion.reason})"
+    print(f"suggested lr: {suggestion.lr if suggestion.lr is not None else 'none'}{trust}")
 
 
 def _best(args: argparse.Namespace) -> None:

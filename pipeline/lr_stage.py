@@ -34,10 +34,15 @@ def run(exp: Experiment, data: datasets.Tensors, store: tracking.Store,
         return exp, bounds
     if exp.train.schedule in schedules.CYCLED and "train.lr" not in exp.search.space:
         return _cycle(exp, suggestion, curve, store, parent_run_id), None
-    if suggestion.lr is not None and "train.lr" not in exp.search.space:
-        print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
-        return exp.with_values({"train.lr": suggestion.lr}), None
-    return exp, None
+    if "train.lr" in exp.search.space:
+        return exp, None
+    if suggestion.lr is None or not suggestion.reliable:
+        # as a cycled schedule does: a curve the test itself does not trust (flat, or too
+        # short) suggested lr 1 for a CNN configured at 0.0007, and every trial trained at it
+        print(f"LR range test: keeping train.lr {exp.train.lr:.3g}")
+        return exp, None
+    print(f"LR range test: train.lr set to {suggestion.lr:.3g}")
+    return exp.with_values({"train.lr": suggestion.lr}), None
 
 
 def _cycle(exp: Experiment, suggestion: Any, curve: Any, store: tracking.Store,

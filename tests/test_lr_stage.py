@@ -91,3 +91,23 @@ def test_a_cycled_schedule_gets_both_ends_from_the_range_test(workdir, ray_local
         metrics["lr_steepest"], 3 * metrics["lr_suggested"])
     assert applied.train.min_lr == pytest.approx(applied.train.lr / 4)
     assert store.client.get_run(parent).data.tags["lr_cycle_rule"] == schedules.CYCLE_RULE
+
+
+@pytest.mark.slow
+def test_a_curve_the_test_does_not_trust_keeps_the_configured_lr(workdir, ray_local,
+                                                                 capsys) -> None:
+    """A flat curve (the range too low to move the loss) still set train.lr to its
+    suggestion: lr 1 for a network configured at 0.0007."""
+    from pipeline.results import tracking
+    from pipeline.training import data as datasets
+
+    exp = load(write_experiment(workdir, SWEEP.replace(
+        "train.lr: lr_range", "model.hidden: {choice: [16, 32]}").replace(
+        "train: {epochs: 1}", "train: {epochs: 1, lr: 0.0007}").replace(
+        "num_iter: 60}", "num_iter: 20, start_lr: 1.0e-9, end_lr: 1.0e-8}")))
+    store = tracking.connect(local_store(), "lrs", "ray_results")
+    parent = store.client.create_run(store.experiment_id).info.run_id
+    applied, bounds = lr_stage.run(exp, datasets.load(exp.data, exp.seed), store, parent)
+    assert applied.train.lr == 0.0007 and bounds is None
+    out = capsys.readouterr().out
+    assert "LR range test: keeping train.lr 0.0007" in out and "set to" not in out
