@@ -69,8 +69,15 @@ def _hidden(name: str) -> bool:
 
 def _class_folders(folder: Path) -> dict[str, Path]:
     """Class name (NFC) -> folder, in name order."""
-    found = {unicodedata.normalize("NFC", p.name): p for p in folder.iterdir()
-             if p.is_dir() and not _hidden(p.name)}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir() or _hidden(path.name):
+            continue
+        name = unicodedata.normalize("NFC", path.name)
+        if name in found:  # one name twice (composed and decomposed): one would be lost
+            raise ConfigError(f"data.root: {found[name]} and {path} are one class name written "
+                              "two ways (Unicode composed and decomposed); merge them")
+        found[name] = path
     return dict(sorted(found.items()))
 
 
@@ -99,6 +106,9 @@ def _images_under(folder: Path) -> tuple[list[Path], int]:
 def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[Listing, int]:
     paths, labels, skipped = [], [], 0
     found = _class_folders(folder)
+    if not found:
+        raise ConfigError(f"data.root: {folder} has no class folders; put its images in "
+                          f"{folder}/CLASS/ as in train/, or remove it")
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise ConfigError(f"data.root: {folder} has class folder(s) {unknown} that "

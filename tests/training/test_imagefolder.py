@@ -77,6 +77,26 @@ def test_split_folders_without_train_are_refused(tmp_path: Path, splits) -> None
         imagefolder.scan(tmp_path)
 
 
+def test_a_test_folder_without_class_folders_says_so(tmp_path: Path) -> None:
+    """Its images loose (or none) was told as `no images left for the test split ... change
+    the fractions`, which a test/ folder overrides."""
+    write_folder(tmp_path / "train", per_class=4, classes=2)
+    _png(tmp_path / "test" / "0000.png")
+    with pytest.raises(ConfigError, match=r"test has no class folders; put its images in "):
+        imagefolder.scan(tmp_path)
+
+
+def test_one_class_name_written_two_ways_is_refused(tmp_path: Path) -> None:
+    """macOS writes names decomposed: `café` twice, and one folder's images were dropped."""
+    import unicodedata
+
+    for name in (unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café"),
+                 "other"):
+        _png(tmp_path / name / "a.png")
+    with pytest.raises(ConfigError, match="are one class name written two ways"):
+        imagefolder.scan(tmp_path)
+
+
 def test_images_are_resized_and_centre_cropped(tmp_path: Path) -> None:
     from PIL import Image
 
