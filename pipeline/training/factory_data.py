@@ -69,6 +69,18 @@ def _labels(y: Any, name: str, n_inputs: int, num_classes: int, spec: str) -> to
     return y
 
 
+def _same_scale(fields: dict[str, Any], spec: str) -> None:
+    """Every split uint8 (0..255, scaled on the device) or every split float (taken as they
+    are, so a tabular set may be standardised): a float split of 0..255 pixels beside a uint8
+    one was scored 255x too bright (val_loss 27 for 0.68)."""
+    kinds = {split: "uint8" if x.dtype == torch.uint8 else "float" for split in SPLITS
+             if isinstance(x := fields.get(f"x_{split}"), torch.Tensor) and len(x)}
+    if len(set(kinds.values())) > 1:
+        raise ConfigError(f"data.factory: {spec} returned splits of both uint8 and float inputs "
+                          f"({', '.join(f'x_{k} {v}' for k, v in kinds.items())}); return "
+                          "every split alike (floats in [0, 1] for images)")
+
+
 def checked(data: Any, spec: str) -> Any:
     """`data` (a `pipeline.training.data.Tensors`) with every split checked and converted."""
     if not isinstance(data.num_classes, int | np.integer) or data.num_classes < 2:
@@ -89,6 +101,7 @@ def checked(data: Any, spec: str) -> Any:
                               f"{'train' if split == 'train' else 'are scored'} on it")
         fields[f"x_{split}"] = x
         fields[f"y_{split}"] = _labels(y, f"y_{split}", len(x), num_classes, spec)
+    _same_scale(fields, spec)
     shape = tuple(fields["x_train"].shape[1:])
     for split in SPLITS[1:]:
         x = fields.get(f"x_{split}")

@@ -79,6 +79,9 @@ X, Y = arrays()
     (spoilt(x_val=X[:0], y_val=Y[:0]), "an empty val split; the trials are scored on it"),
     (spoilt(x_train=X[:0], y_train=Y[:0]), "an empty train split; the trials train on it"),
     (spoilt(x_test=X[:5]), "x_test without y_test"),
+    # uint8 pixels for training, the same pixels as 0..255 floats to score: 255x too bright
+    (spoilt(x_train=(X[:20] * 255).astype(np.uint8), x_val=(X[20:] * 255).astype(np.float32)),
+     r"splits of both uint8 and float inputs \(x_train uint8, x_val float"),
     (spoilt(x_val=X[20:, :, :2], ), r"x_val of \(C, H, W\) \(1, 2, 4\) and x_train of "
                                    r"\(1, 4, 4\); every split needs the same"),
 ])
