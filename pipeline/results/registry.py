@@ -48,7 +48,10 @@ class Champion:
 
 
 def model_name(exp: Experiment) -> str:
-    return exp.tracking.experiment or exp.name
+    """The registered model's name: the MLflow experiment's, with '/' and ':' (allowed in an
+    experiment's name, a Databricks path, refused in a model's after the whole sweep) as '-'."""
+    name = exp.tracking.experiment or exp.name
+    return name.replace("/", "-").replace(":", "-").strip("-") or exp.name
 
 
 def is_better(new: float, old: float, mode: str) -> bool:

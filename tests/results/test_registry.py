@@ -22,6 +22,18 @@ def registry_line(out: str) -> str:
     return line
 
 
+def test_a_model_name_is_one_the_registry_takes() -> None:
+    """tracking.experiment `team/digits` failed registration (`Names cannot contain '/' or
+    ':'`) after the whole sweep, and every --resume the same way."""
+    from pipeline.config import Experiment
+    from pipeline.results.registry import model_name
+
+    named = lambda tracked: model_name(Experiment.model_validate(
+        {"name": "x", "tracking": {"experiment": tracked}}))
+    assert named("/Users/me/team:digits") == "Users-me-team-digits"
+    assert named(None) == "x" and named("plain") == "plain"
+
+
 def test_better_depends_on_the_mode() -> None:
     assert is_better(0.1, 0.2, "min") and not is_better(0.2, 0.1, "min")
     assert is_better(0.9, 0.8, "max") and not is_better(0.8, 0.8, "max")
