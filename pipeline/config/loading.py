@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from pipeline.config.base import ConfigError
-from pipeline.config.domains import domain_values
+from pipeline.config.domains import LR_RANGE, domain_values
 from pipeline.config.paths import set_path
 from pipeline.config.schema import MUTABLE_PATHS, Experiment, mutable_paths, validate
 from pipeline.config.search_options import trial_count
@@ -80,6 +80,10 @@ def _check_space(exp: Experiment) -> None:
             except ConfigError as error:
                 raise ConfigError(f"search.space.{path}: value {value!r} is invalid "
                                   f"({error})") from None
+    if exp.search.space.get("train.lr") == LR_RANGE and (
+            not exp.lr_range_test.enabled or exp.trainable is not None):
+        raise ConfigError("search.space.train.lr: lr_range needs lr_range_test.enabled: true "
+                          "(and the built-in trial, which the range test trains)")
     for i, point in enumerate(exp.search.points_to_evaluate):
         for path in point:
             if path != "_result" and path not in exp.search.space:
@@ -121,6 +125,11 @@ def hyperband_fills(trials: int, max_t: int, eta: float) -> list[int]:
 def _check_scheduler(exp: Experiment) -> None:
     """What each scheduler needs of the rest of the experiment."""
     s, epochs = exp.search, exp.train.epochs
+    if "train.epochs" in s.space and s.scheduler != "fifo":
+        # they stop trials by epochs up to train.epochs: a searched 4 was cut at the file's 2
+        raise ConfigError(f"search.space.train.epochs: not searchable with scheduler "
+                          f"{s.scheduler}, which stops trials by epoch up to train.epochs "
+                          f"({epochs}); set train.epochs, or use scheduler: fifo")
     grace = {"asha": s.asha.grace_period, "median": s.median.grace_period}.get(s.scheduler)
     if grace is not None and grace > epochs:
         raise ConfigError(f"search.{s.scheduler}.grace_period: longer than train.epochs")

@@ -119,6 +119,10 @@ BAD_OVERRIDES = [
     (["search.space.data.batch_size={loguniform: [16, 256]}"],
      "search.space.data.batch_size.loguniform: draws fractional values"),
     (["train.lr=0.5"], "--set train.lr: train.lr is searched (search.space.train.lr)"),
+    (["search.space.train.lr=lr_range"],
+     "search.space.train.lr: lr_range needs lr_range_test.enabled: true"),
+    (["search.scheduler=asha", "search.space.train.epochs={grid: [1, 4]}"],
+     "search.space.train.epochs: not searchable with scheduler asha"),
 ]
 
 
