@@ -55,6 +55,23 @@ def _fractional(domain: Any) -> float | None:
     return value if not float(value).is_integer() else value + (high - value) / 2
 
 
+def _check_point(where: str, path: str, value: Any, exp: Experiment) -> None:
+    """A value to evaluate first: valid for its field and inside its domain (Ray warned and
+    failed the trial, skopt failed the whole sweep behind a journal error)."""
+    try:
+        exp.with_values({path: value})
+    except ConfigError as error:
+        raise ConfigError(f"{where}: value {value!r} is invalid ({error})") from None
+    domain = exp.search.space[path]
+    if domain == LR_RANGE:
+        return
+    (kind, args), = domain.items()
+    inside = value in args if kind in ("choice", "grid") else (
+        isinstance(value, int | float) and args[0] <= value <= args[1])
+    if not inside:
+        raise ConfigError(f"{where}: value {value!r} is outside {kind} {args}")
+
+
 def _check_space(exp: Experiment) -> None:
     """Every space path names a field a trial trains with, and every domain value (and a
     fractional draw of a continuous domain) is valid for that field."""
@@ -85,9 +102,13 @@ def _check_space(exp: Experiment) -> None:
         raise ConfigError("search.space.train.lr: lr_range needs lr_range_test.enabled: true "
                           "(and the built-in trial, which the range test trains)")
     for i, point in enumerate(exp.search.points_to_evaluate):
-        for path in point:
-            if path != "_result" and path not in exp.search.space:
-                raise ConfigError(f"search.points_to_evaluate[{i}].{path}: not in search.space")
+        for path, value in point.items():
+            if path == "_result":
+                continue
+            where = f"search.points_to_evaluate[{i}].{path}"
+            if path not in exp.search.space:
+                raise ConfigError(f"{where}: not in search.space")
+            _check_point(where, path, value, exp)
     searcher, space = exp.search.searcher, exp.search.space
     is_grid = [isinstance(d, dict) and "grid" in d for d in space.values()]
     if searcher in ("grid", "bayes") and not space:

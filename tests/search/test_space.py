@@ -46,7 +46,8 @@ def test_searched_fields_become_domains_in_the_trial_config(workdir: Path) -> No
 
 
 def test_lr_range_needs_the_range_test_bounds(workdir: Path) -> None:
-    exp = load(write_experiment(workdir, "name: s\nsearch: {space: {train.lr: lr_range}}\n"))
+    exp = load(write_experiment(workdir, "name: s\nlr_range_test: {enabled: true}\n"
+                                               "search: {space: {train.lr: lr_range}}\n"))
     assert to_tune(exp, (1e-3, 1e-1))["train"]["lr"].lower == 1e-3
     with pytest.raises(ValueError, match="lr_range needs"):
         to_tune(exp)
