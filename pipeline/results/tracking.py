@@ -123,22 +123,39 @@ def _create_sqlite_store(path: Path) -> None:
 
 
 def connect(uri: str, name: str, storage_path: str) -> Store:
-    """Check the store and get (or create) the MLflow experiment `name`."""
+    """Check the store and get (or create) the MLflow experiment `name`. A store MLflow cannot
+    open (a path through a file, a file that is not a database, an unknown scheme) is one line
+    naming tracking.uri, before anything runs."""
     check_reachable(uri)
     # MLflow logs two INFO lines to the terminal when it creates a new SQLite store's schema
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    with creating(uri):
-        client = MlflowClient(uri)
-        found = client.get_experiment_by_name(name)  # the first query creates the schema
-        if found is not None:
-            return Store(uri, found.experiment_id)
-        # A local SQLite store would put artifacts under ./mlruns, which MLflow 3 refuses to
-        # read as a file store; keep them in ./mlartifacts as the docs and `make ui` expect.
-        location = None
-        if uri.startswith("sqlite:"):
-            location = (storage.mlflow_artifact_location(storage_path, name)
-                        or (Path("mlartifacts") / name).resolve().as_uri())
-        return Store(uri, client.create_experiment(name, artifact_location=location))
+    try:
+        with creating(uri):
+            return _experiment(MlflowClient(uri), uri, name, storage_path)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 (whatever library could not open it)
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"tracking.uri: cannot open an MLflow store at {uri} "
+                          f"({type(error).__name__}{': ' + reason if reason else ''})"
+                          ) from None
+
+
+def _experiment(client: MlflowClient, uri: str, name: str, storage_path: str) -> Store:
+    found = client.get_experiment_by_name(name)  # the first query creates the schema
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise ConfigError(f"tracking.experiment: MLflow experiment {name!r} (id "
+                          f"{found.experiment_id}) is deleted; restore it (mlflow experiments "
+                          f"restore -x {found.experiment_id}) or set another tracking.experiment")
+    if found is not None:
+        return Store(uri, found.experiment_id)
+    # A local SQLite store would put artifacts under ./mlruns, which MLflow 3 refuses to
+    # read as a file store; keep them in ./mlartifacts as the docs and `make ui` expect.
+    location = None
+    if uri.startswith("sqlite:"):
+        location = (storage.mlflow_artifact_location(storage_path, name)
+                    or (Path("mlartifacts") / name).resolve().as_uri())
+    return Store(uri, client.create_experiment(name, artifact_location=location))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

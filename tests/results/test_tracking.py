@@ -3,6 +3,7 @@ completed, not duplicated, when the sweep resumes."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipeline.config import ConfigError
 from pipeline.config.schema import Experiment
 from pipeline.results import tracking
 
@@ -69,3 +71,28 @@ def test_a_store_killed_while_mlflow_builds_it_is_built_again(tmp_path: Path,
     run = MlflowClient(uri).create_run(store.experiment_id)
     assert MlflowClient(uri).get_run(run.info.run_id).info.experiment_id == store.experiment_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+@pytest.mark.parametrize(("where", "cause"), [
+    ("sqlite:///{tmp}/afile/x.db", r"FileExistsError"),   # a path through a file
+    ("sqlite:///{tmp}/notes.db", r"DatabaseError: .*file is not a database"),
+    ("bogus://x", r"UnsupportedModelRegistryStoreURIException"),
+])
+def test_a_store_mlflow_cannot_open_names_tracking_uri(tmp_path: Path, where: str,
+                                                        cause: str) -> None:
+    """Each was `failed: <library exception>`, exit 1, after Ray had started."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "notes.db").write_text("not a database")
+    uri = where.format(tmp=tmp_path)
+    with pytest.raises(ConfigError, match=rf"^tracking.uri: cannot open an MLflow store at "
+                                          rf"{re.escape(uri)} \({cause}"):
+        tracking.connect(uri, "x", str(tmp_path / "ray_results"))
+
+
+def test_a_deleted_experiment_says_how_to_restore_it(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/m.db"
+    store = tracking.connect(uri, "gone", str(tmp_path / "ray_results"))
+    store.client.delete_experiment(store.experiment_id)
+    with pytest.raises(ConfigError, match=rf"tracking.experiment: MLflow experiment 'gone' \(id "
+                                          rf"{store.experiment_id}\) is deleted; restore it"):
+        tracking.connect(uri, "gone", str(tmp_path / "ray_results"))
