@@ -132,7 +132,10 @@ def test_a_resume_with_other_settings_is_refused_naming_them(workdir: Path, ray_
         holder.kill()  # SIGKILL: the kernel frees the lock
         holder.wait()
     assert parent_run().info.status == "FINISHED"
+    first_s = parent_run().data.metrics["sweep_wall_s"]
     assert cli.main(["tune", str(exp_file), "--resume", "--set", "resources.cpu=0.5"]) == 0
+    # the wall time of both sessions (the resume of a finished sweep wrote its ~0.1 s alone)
+    assert parent_run().data.metrics["sweep_wall_s"] > first_s
 
 
 @pytest.mark.slow
