@@ -9,6 +9,27 @@ _INTERVALS = ("loguniform", "uniform", "randint", "int")
 _LISTS = ("choice", "grid")
 
 
+def numbers_read(domain: Any) -> Any:
+    """An interval's bounds written `1e-5` read as the number they are: YAML 1.1 takes an
+    exponent without a dot for a string, which a plain field converts and a domain refused
+    (`expected [low, high] numbers`)."""
+    if not isinstance(domain, dict) or len(domain) != 1:
+        return domain
+    (kind, args), = domain.items()
+    if kind not in _INTERVALS or not isinstance(args, list):
+        return domain
+
+    def number(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    return {kind: [number(v) for v in args]}
+
+
 def check_domain(path: str, domain: Any) -> None:
     """Raise ValueError naming `path` unless `domain` is a well-formed search domain."""
     where = f"search.space.{path}"

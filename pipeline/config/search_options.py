@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from pipeline.config.base import Strict
-from pipeline.config.domains import check_domain
+from pipeline.config.domains import check_domain, numbers_read
 
 
 class Bayes(Strict):
@@ -176,6 +176,7 @@ class Search(Strict):
     @field_validator("space")
     @classmethod
     def _domains(cls, space: dict[str, Any]) -> dict[str, Any]:
+        space = {path: numbers_read(domain) for path, domain in space.items()}
         for path, domain in space.items():
             check_domain(path, domain)
         return space

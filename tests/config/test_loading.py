@@ -159,6 +159,15 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
         load(path)
 
 
+def test_exponents_without_a_dot_are_numbers_in_a_domain_too(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e-5 as a string: `train: {lr: 1e-3}` loaded, a domain of the same
+    numbers was refused as `expected [low, high] numbers`."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: t\ntrain: {lr: 1e-3}\nsearch:\n  space:\n"
+                    "    train.weight_decay: {loguniform: [1e-5, 1e-2]}\n")
+    assert load(path).search.space["train.weight_decay"] == {"loguniform": [1e-5, 1e-2]}
+
+
 def test_searchable_values_still_load(base: Path) -> None:
     exp = load(base, ["search.space.seed={choice: [1, 2]}",
                       "search.space.model.dropout={uniform: [0, 0.5]}",
