@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from ray.tune.search import Searcher, sample
 from skopt import Optimizer
 from skopt.learning import GaussianProcessRegressor
-from skopt.space import Space
+from skopt.space import Categorical, Integer, Space
 
 from pipeline.config import Bayes
 from pipeline.search.acquisition import LogEIOptimizer, believer, make_optimizer
@@ -56,10 +56,27 @@ def _quiet(searcher: SkoptSearch) -> Iterator[None]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
+    # a small discrete space is used up point by point first (`_unvisited`), which says so
     if not searcher._noted_repeat and any("has been evaluated at point" in str(w.message)
-                                          for w in caught):
+                                          for w in caught) \
+            and _every_point(searcher._dims) is None:
         searcher._noted_repeat = True
         print(REPEAT_NOTE, flush=True)
+
+
+def _every_point(dims: list[Any], limit: int = 10_000) -> list[list[Any]] | None:
+    """Every point of a space of choices and integers, if it has at most `limit`."""
+    values = []
+    for dim in dims:
+        if isinstance(dim, Categorical):
+            values.append(list(dim.categories))
+        elif isinstance(dim, Integer):
+            values.append(list(range(int(dim.low), int(dim.high) + 1)))
+        else:
+            return None
+    if math.prod(len(v) for v in values) > limit:
+        return None
+    return [list(p) for p in itertools.product(*values)]
 
 
 @dataclass
@@ -190,14 +207,35 @@ class SkoptSearch(Searcher):
         return min(range(len(self._cells)), key=lambda i: self._cells[i].started)
 
     def _ask(self, index: int) -> list[Any]:
-        """Next point of a cell, away from its pending and unscored points."""
+        """Next point of a cell, away from its pending and unscored points, and new while its
+        (discrete) space has points left."""
         cell = self._cells[index]
         others = [p for i, p in self._pending.values() if i == index] + cell.unscored
         if not others:
-            return cell.optimizer.ask()
-        if isinstance(cell.optimizer, LogEIOptimizer) and cell.optimizer.models:
-            return cell.optimizer.ask_pending(others, int(self._rng.randint(2 ** 31)))
-        return believer(cell.optimizer, others, int(self._rng.randint(2 ** 31))).ask()
+            point = cell.optimizer.ask()
+        elif isinstance(cell.optimizer, LogEIOptimizer) and cell.optimizer.models:
+            point = cell.optimizer.ask_pending(others, int(self._rng.randint(2 ** 31)))
+        else:
+            point = believer(cell.optimizer, others, int(self._rng.randint(2 ** 31))).ask()
+        return self._unvisited(point, [*cell.optimizer.Xi, *others])
+
+    def _unvisited(self, point: list[Any], seen: list[list[Any]]) -> list[Any]:
+        """`point`, or a random point not yet seen when it was and the space is small and
+        discrete (choices, integers): the believer and the GP proposed a running trial's
+        point again (6 points, 4 trials: the 4th repeated the 3rd). Once every point has
+        been seen a repeat is all there is, and REPEAT_NOTE says so."""
+        if point not in seen:
+            return point
+        every = _every_point(self._dims)
+        if every is None:  # a continuous space: skopt replaces an evaluated point itself
+            return point
+        left = [p for p in every if p not in seen]
+        if left:
+            return left[self._rng.randint(len(left))]
+        if not self._noted_repeat:
+            self._noted_repeat = True
+            print(REPEAT_NOTE, flush=True)
+        return point
 
     def _sign(self) -> float:
         return 1.0 if self._mode == "min" else -1.0  # skopt minimises

@@ -241,3 +241,22 @@ def test_a_space_of_choices_alone_is_searched():
         search.on_trial_complete(str(i), {"val_loss": scores.get(
             (config["arch"], config["act"]), 1.0)})
     assert search._cells[0].optimizer.models  # the surrogate took over after the design
+
+
+def test_a_small_discrete_space_is_used_up_before_any_point_repeats(capsys):
+    """6 points of choices, 4 trials: the 4th repeated the 3rd (the believer and the GP agreed
+    on it) while 3 points were never tried, and nothing said so."""
+    search = SkoptSearch({"model": {"hidden": tune.choice([8, 16, 32]),
+                                    "optimizer": tune.choice(["sgd", "adamw"])}},
+                         options=Bayes(n_initial_points=2), metric="val_loss", mode="min",
+                         seed=0, max_concurrent=2)
+    seen = []
+    for i in range(6):
+        model = search.suggest(str(i))["model"]
+        seen.append((model["hidden"], model["optimizer"]))
+        search.on_trial_complete(str(i), {"val_loss": 1.0 - 0.01 * model["hidden"]})
+    assert len(set(seen)) == 6
+    assert "already evaluated" not in capsys.readouterr().out
+    search.suggest("6")  # nothing new is left: a repeat, said once
+    search.suggest("7")
+    assert capsys.readouterr().out.count("already evaluated") == 1
