@@ -38,11 +38,11 @@ from matplotlib.figure import Figure
 from ray.tune.search import Searcher, sample
 from skopt import Optimizer
 from skopt.learning import GaussianProcessRegressor
-from skopt.space import Categorical, Integer, Space
+from skopt.space import Space
 
 from pipeline.config import Bayes
 from pipeline.search.acquisition import LogEIOptimizer, believer, make_optimizer
-from pipeline.search.skopt_space import decode, encode, flatten, nest, to_dimension
+from pipeline.search.skopt_space import decode, encode, every_point, flatten, nest, to_dimension
 
 RESULT_KEY = "_result"  # a points_to_evaluate entry with this key is told, not run
 REPEAT_NOTE = ("bayes: the searcher began to propose points it has already evaluated (it has "
@@ -59,24 +59,9 @@ def _quiet(searcher: SkoptSearch) -> Iterator[None]:
     # a small discrete space is used up point by point first (`_unvisited`), which says so
     if not searcher._noted_repeat and any("has been evaluated at point" in str(w.message)
                                           for w in caught) \
-            and _every_point(searcher._dims) is None:
+            and every_point(searcher._dims) is None:
         searcher._noted_repeat = True
         print(REPEAT_NOTE, flush=True)
-
-
-def _every_point(dims: list[Any], limit: int = 10_000) -> list[list[Any]] | None:
-    """Every point of a space of choices and integers, if it has at most `limit`."""
-    values = []
-    for dim in dims:
-        if isinstance(dim, Categorical):
-            values.append(list(dim.categories))
-        elif isinstance(dim, Integer):
-            values.append(list(range(int(dim.low), int(dim.high) + 1)))
-        else:
-            return None
-    if math.prod(len(v) for v in values) > limit:
-        return None
-    return [list(p) for p in itertools.product(*values)]
 
 
 @dataclass
@@ -226,7 +211,7 @@ class SkoptSearch(Searcher):
         been seen a repeat is all there is, and REPEAT_NOTE says so."""
         if point not in seen:
             return point
-        every = _every_point(self._dims)
+        every = every_point(self._dims)
         if every is None:  # a continuous space: skopt replaces an evaluated point itself
             return point
         left = [p for p in every if p not in seen]

@@ -8,6 +8,8 @@ own searchers give them (int for an Integer, the chosen object for a Categorical
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from typing import Any
 
 from ray.tune.search import sample
@@ -71,3 +73,17 @@ def encode(dim: Dimension, value: Any, choices: list[Any] | None) -> Any:
         return dim.categories[choices.index(value)]
     return int(value) if isinstance(dim, Integer) else float(value)
 
+
+def every_point(dims: list[Any], limit: int = 10_000) -> list[list[Any]] | None:
+    """Every point of a space of choices and integers, if it has at most `limit`."""
+    values = []
+    for dim in dims:
+        if isinstance(dim, Categorical):
+            values.append(list(dim.categories))
+        elif isinstance(dim, Integer):
+            values.append(list(range(int(dim.low), int(dim.high) + 1)))
+        else:
+            return None
+    if math.prod(len(v) for v in values) > limit:
+        return None
+    return [list(p) for p in itertools.product(*values)]
