@@ -114,36 +114,28 @@ def test_weights_of_a_larger_variant_or_a_whole_model_are_refused(tmp_path: Path
         build_model(Model(arch=SMALL, weights=str(tmp_path / "whole.pt")), (3, 16, 16), 3)
 
 
-def test_a_frozen_backbone_still_trains_an_input_adapter(tmp_path: Path) -> None:
-    """Four channels go through a 1x1 convolution to three: frozen with the backbone at its
-    start value, it passed channels 0-2 on and dropped the fourth for good."""
+@pytest.mark.parametrize(("channels", "trained"), [
+    (3, {"net.fc.weight", "net.fc.bias"}),
+    # four channels go through a 1x1 convolution to three: frozen with the backbone at its
+    # start value, it passed channels 0-2 on and dropped the fourth for good
+    (4, {"net.0.0.weight", "net.1.fc.weight", "net.1.fc.bias"}),
+])
+def test_a_frozen_backbone_trains_only_the_head_and_an_input_adapter(
+        tmp_path: Path, channels: int, trained: set[str]) -> None:
     torch.save(build_model(Model(arch=SMALL), (3, 16, 16), 3).net.state_dict(),
                tmp_path / "w.pt")
     exp = Experiment.model_validate({"name": "f", "model": {
         "arch": SMALL, "weights": str(tmp_path / "w.pt"), "freeze": "backbone"},
         "train": {"lr": 0.1}})
     data = _images()
-    data = Tensors(torch.cat([data.x_train, data.x_train[:, :1]], 1), data.y_train,
-                   torch.cat([data.x_val, data.x_val[:, :1]], 1), data.y_val, 3)
+    extra = channels - 3
+    data = Tensors(torch.cat([data.x_train, data.x_train[:, :extra]], 1), data.y_train,
+                   torch.cat([data.x_val, data.x_val[:, :extra]], 1), data.y_val, 3)
     s = setup(exp, data)
     before = {k: v.clone() for k, v in s.model.state_dict().items()}
     train_step(s.model.train(), s.optimizer, data.x_train[:8], data.y_train[:8])
     changed = {k for k, v in s.model.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed == {"net.0.0.weight", "net.1.fc.weight", "net.1.fc.bias"}
-
-
-def test_a_frozen_backbone_trains_only_the_head(tmp_path: Path) -> None:
-    torch.save(build_model(Model(arch=SMALL), (3, 16, 16), 3).net.state_dict(),
-               tmp_path / "w.pt")
-    exp = Experiment.model_validate({"name": "f", "model": {
-        "arch": SMALL, "weights": str(tmp_path / "w.pt"), "freeze": "backbone"},
-        "train": {"lr": 0.1}})
-    data = _images()
-    s = setup(exp, data)
-    before = {k: v.clone() for k, v in s.model.state_dict().items()}
-    train_step(s.model.train(), s.optimizer, data.x_train[:8], data.y_train[:8])
-    changed = {k for k, v in s.model.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed == {"net.fc.weight", "net.fc.bias"}
+    assert changed == trained
     with pytest.raises(ConfigError, match="model.freeze: backbone needs model.weights"):
         validate({"name": "f", "model": {"arch": SMALL, "freeze": "backbone"}})
 
