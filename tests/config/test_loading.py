@@ -125,6 +125,10 @@ BAD_OVERRIDES = [
      "search.points_to_evaluate[1].train.lr: value 5.0 is outside loguniform [0.001, 0.1]"),
     (["search.points_to_evaluate=[{train.lr: abc}]"],
      "search.points_to_evaluate[0].train.lr: value 'abc' is invalid"),
+    # pydantic's lax mode took these without a word
+    (["train.epochs=true"], "train.epochs: expected a number, got true"),
+    (["train.nesterov='yes'"], "train.nesterov: expected true or false, got the string 'yes'"),
+    (["search.num_samples='1'"], "search.num_samples: expected a whole number, got the string"),
     (["search.space.train.lr=lr_range"],
      "search.space.train.lr: lr_range needs lr_range_test.enabled: true"),
     (["search.scheduler=asha", "search.space.train.epochs={grid: [1, 4]}"],
@@ -166,6 +170,10 @@ def test_exponents_without_a_dot_are_numbers_in_a_domain_too(tmp_path: Path) -> 
     path.write_text("name: t\ntrain: {lr: 1e-3}\nsearch:\n  space:\n"
                     "    train.weight_decay: {loguniform: [1e-5, 1e-2]}\n")
     assert load(path).search.space["train.weight_decay"] == {"loguniform": [1e-5, 1e-2]}
+
+
+def test_numbers_written_as_yaml_1_1_strings_still_load(base: Path) -> None:
+    assert load(base, ["train.weight_decay='1e-4'"]).train.weight_decay == 1e-4
 
 
 def test_searchable_values_still_load(base: Path) -> None:
