@@ -228,10 +228,12 @@ def _imagefolder(cfg: Data, seed: int) -> Tensors:
                f"decoded, {why})")
     ys = {s: torch.from_numpy(np.asarray(y, np.int64)) for s, (_, y) in listings.items()}
     counts = " / ".join(f"{len(ys[s]) if s in ys else 0} {s}" for s in imagefolder.SPLITS)
+    loose = f", {layout.loose} image(s) outside class folders ignored" if layout.loose else ""
     return Tensors(xs["train"], ys["train"], xs["val"], ys["val"], len(layout.classes),
                    xs.get("test"), ys.get("test"),
                    source=f"imagefolder {cfg.root}: {len(layout.classes)} classes, {counts}, "
-                          f"{size}x{size}, {layout.skipped} non-image file(s) skipped; {how}")
+                          f"{size}x{size}, {layout.skipped} non-image file(s) skipped"
+                          f"{loose}; {how}")
 
 
 def _from_factory(cfg: Data, seed: int) -> Tensors:

@@ -61,6 +61,8 @@ class Layout:
     """`train` always; `val` and `test` when the folder has them."""
     skipped: int
     """Files under the class folders that are not images: by extension, or hidden."""
+    loose: int = 0
+    """Images beside the class folders, in no class: ignored, as ImageFolder does, and said."""
 
 
 def _hidden(name: str) -> bool:
@@ -127,6 +129,11 @@ def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[List
     return Listing(paths, labels), skipped
 
 
+def _loose_images(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if p.is_file() and not _hidden(p.name)
+               and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def _split_folder(root: Path, split: str) -> Path | None:
     """The folder of `split` under root, by any of its names; None without one."""
     found = [root / name for name in SPLIT_FOLDERS[split] if (root / name).is_dir()]
@@ -172,7 +179,8 @@ def scan(root: Path | None) -> Layout:
             continue
         splits[split], n = _list_split(folder, classes, must_fill=split == "train")
         skipped += n
-    return Layout(classes, splits, skipped)
+    loose = sum(_loose_images(folder) for folder in {train, *(f for f in folders.values() if f)})
+    return Layout(classes, splits, skipped, loose)
 
 
 def stratified_split(labels: np.ndarray, fractions: list[float],

@@ -86,6 +86,17 @@ def test_a_test_folder_without_class_folders_says_so(tmp_path: Path) -> None:
         imagefolder.scan(tmp_path)
 
 
+def test_images_beside_the_class_folders_are_ignored_and_counted(tmp_path: Path) -> None:
+    """ImageFolder ignores them; the Data line said nothing of them (0 skipped)."""
+    write_folder(tmp_path, per_class=4, classes=2)
+    _png(tmp_path / "stray.png")
+    _png(tmp_path / "other.JPG")
+    assert imagefolder.scan(tmp_path).loose == 2
+    data = load(_data(tmp_path))
+    assert ", 2 image(s) outside class folders ignored;" in data.source
+    assert sum(len(x) for x in (data.x_train, data.x_val, data.x_test) if x is not None) == 8
+
+
 def test_one_class_name_written_two_ways_is_refused(tmp_path: Path) -> None:
     """macOS writes names decomposed: `café` twice, and one folder's images were dropped."""
     import unicodedata
