@@ -119,9 +119,10 @@ def test_a_resume_with_other_settings_is_refused_naming_them(workdir: Path, ray_
     tags = parent_run().data.tags
     sweep_path = f"{tags['storage_path'].rstrip('/')}/{tags['pipeline.sweep']}"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pipeline.execution import sweep_lock\n"
-         f"with sweep_lock.held('x', {sweep_path!r}):\n print('held', flush=True); "
-         "time.sleep(600)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", ("import time; from pipeline.execution import sweep_lock\n"
+                                f"with sweep_lock.held('x', {sweep_path!r}):\n"
+                                " print('held', flush=True); time.sleep(600)")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         assert cli.main(["tune", str(exp_file), "--resume"]) == 2

@@ -114,8 +114,8 @@ BAD_OVERRIDES = [
     (["search.space.resources.cpu={choice: [1, 2]}"], "search.space.resources.cpu: not a value"),
     (["search.space.tracking.uri={choice: [a, b]}"], "search.space.tracking.uri: not a value"),
     (["search.space.model.hidden={uniform: [8, 64]}"],
-     "search.space.model.hidden.uniform: draws fractional values, and model.hidden takes "
-     "whole numbers"),
+     ("search.space.model.hidden.uniform: draws fractional values, and model.hidden takes "
+      "whole numbers")),
     (["search.space.data.batch_size={loguniform: [16, 256]}"],
      "search.space.data.batch_size.loguniform: draws fractional values"),
     (["train.lr=0.5"], "--set train.lr: train.lr is searched (search.space.train.lr)"),
@@ -152,8 +152,8 @@ def test_bad_values_name_the_field(base: Path, overrides: list[str], message: st
     ("name: t\nsurch: {}\n", "surch: unknown key"),
     ("seed: 1\n", "name: Field required"),
     # PyYAML keeps the last of two keys: the second train section replaced the first whole
-    ("name: t\ntrain: {epochs: 2}\ntrain: {lr: 0.1}\n", r"key 'train' appears twice in one "
-                                                          r"section \(line 3\)"),
+    ("name: t\ntrain: {epochs: 2}\ntrain: {lr: 0.1}\n",
+     r"key 'train' appears twice in one section \(line 3\)"),
     ("name: t\ntrain:\n  lr: 0.1\n  lr: 0.2\n", r"key 'lr' appears twice"),
 ])
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:

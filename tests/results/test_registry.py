@@ -91,8 +91,8 @@ def test_best_without_a_champion_exits_2(workdir, capsys) -> None:
     exp_file = write_experiment(workdir, SWEEP.replace("LR", "0.1"))
     assert cli.main(["best", str(exp_file)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: tracking.uri: no MLflow store at {workdir / 'mlflow.db'} (no "
-                   "sweep has logged there; check tracking.uri or MLFLOW_TRACKING_URI)"]
+    assert err == [(f"error: tracking.uri: no MLflow store at {workdir / 'mlflow.db'} (no "
+                    "sweep has logged there; check tracking.uri or MLFLOW_TRACKING_URI)")]
     assert not (workdir / "mlflow.db").exists()
 
     tracking.connect(local_store(), "reg", str(workdir / "ray_results"))
