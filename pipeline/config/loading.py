@@ -8,6 +8,7 @@ import copy
 import difflib
 import importlib
 import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +145,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            if isinstance(key, Hashable) and key in seen:
                 raise ConfigError(f"key {key!r} appears twice in one section "
                                   f"(line {key_node.start_mark.line + 1})")
-            seen.add(key)
+            if isinstance(key, Hashable):
+                seen.add(key)
         return super().construct_mapping(node, deep)
 
 

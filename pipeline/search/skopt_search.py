@@ -60,8 +60,7 @@ def _quiet(searcher: SkoptSearch) -> Iterator[None]:
     if not searcher._noted_repeat and any("has been evaluated at point" in str(w.message)
                                           for w in caught) \
             and every_point(searcher._dims) is None:
-        searcher._noted_repeat = True
-        print(REPEAT_NOTE, flush=True)
+        searcher._note_repeat()
 
 
 @dataclass
@@ -214,13 +213,18 @@ class SkoptSearch(Searcher):
         every = every_point(self._dims)
         if every is None:  # a continuous space: skopt replaces an evaluated point itself
             return point
-        left = [p for p in every if p not in seen]
+        taken = {tuple(p) for p in seen}
+        left = [p for p in every if tuple(p) not in taken]
         if left:
             return left[self._rng.randint(len(left))]
+        self._note_repeat()
+        return point
+
+    def _note_repeat(self) -> None:
+        """REPEAT_NOTE, once per sweep."""
         if not self._noted_repeat:
             self._noted_repeat = True
             print(REPEAT_NOTE, flush=True)
-        return point
 
     def _sign(self) -> float:
         return 1.0 if self._mode == "min" else -1.0  # skopt minimises

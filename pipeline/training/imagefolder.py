@@ -148,8 +148,7 @@ def _refuse_splits_without_train(root: Path, folders: dict[str, Path | None]) ->
     training images, not classes named 'val' and 'test' (what ImageFolder would make of it)."""
     for split in ("val", "test"):
         folder = folders[split]
-        if folder is not None and _class_folders(folder) and not any(
-                p.is_file() and not _hidden(p.name) for p in folder.iterdir()):
+        if folder is not None and _class_folders(folder) and not _loose_images(folder):
             raise ConfigError(f"data.root: {root} has {folder.name}/ with class folders but "
                               f"no train/; put the training images in {root / 'train'}/CLASS/")
 

@@ -192,23 +192,24 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _fitting(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
-             prefix: str) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]]]:
+def _fitting(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], prefix: str
+             ) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]], list[str]]:
     """The tensors of `state` under the names `own` has them (a network behind an input
     adapter, Sequential(adapter, net), names its keys "1.<key>": torchvision's weights do
-    not, a checkpoint of such a network does, either may go into either), and the (own name,
-    state name) of those whose shapes differ."""
-    fitting, mismatched = {}, []
+    not, a checkpoint of such a network does, either may go into either), the (own name,
+    state name) of those whose shapes differ, and the state names with no place in `own`."""
+    fitting, mismatched, unplaced = {}, [], []
     for key, value in state.items():
         name = next((k for k in (prefix + key, key, prefix + key.removeprefix("1."))
                      if k in own), None)
         if name is None:
+            unplaced.append(key)
             continue
         if own[name].shape == value.shape:
             fitting[name] = value
         else:
             mismatched.append((name, key))
-    return fitting, mismatched
+    return fitting, mismatched, unplaced
 
 
 def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
@@ -221,7 +222,7 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     own, head = net.state_dict(), head_name(net) + "."
     prefix = "1." if getattr(net, "adapted", False) else ""
     in_backbone = lambda k: k.startswith(prefix) and not k.startswith(head)
-    fitting, mismatched = _fitting(state, own, prefix)
+    fitting, mismatched, unplaced = _fitting(state, own, prefix)
     matched = {k: v for k, v in fitting.items() if not k.startswith(head)}
     if not matched:
         raise ConfigError(f"model.weights: none of the {len(state)} tensors of "
@@ -245,8 +246,7 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     # tensors of the file with no place here: a few are expected (the old head, inception's
     # auxiliary classifier), a quarter of the file is a larger variant of the family (a
     # resnet34's blocks fill a resnet18 but its other 100 tensors were dropped, silently)
-    unused = [key for key in state if "aux" not in key.lower() and not any(
-        name in own for name in (prefix + key, key, prefix + key.removeprefix("1.")))]
+    unused = [key for key in unplaced if "aux" not in key.lower()]
     if len(unused) > len(state) / 4:
         raise ConfigError(f"model.weights: {len(unused)} of the {len(state)} tensors of "
                           f"{cfg.weights} have no place in {cfg.arch} (e.g. {unused[0]}): "
