@@ -3,6 +3,7 @@ records replayed after a resume (the journal keeps the unsent ones) change nothi
 from __future__ import annotations
 
 import pickle
+import threading
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -28,6 +29,12 @@ def logger(folder: Path) -> SweepLogger:
     return SweepLogger(store, parent)
 
 
+def end_step(sweep: SweepLogger, iteration: int) -> None:
+    """The end of a step of Tune's loop, and the sender thread done with its records."""
+    sweep.on_step_end(iteration, [])
+    assert sweep.wait_sent(timeout_s=10)
+
+
 def logged_scores(sweep: SweepLogger) -> list[tuple[int, float]]:
     """(step, value) of the one trial's `score` in MLflow."""
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
@@ -40,11 +47,29 @@ def test_updates_wait_for_the_end_of_the_step(tmp_path: Path) -> None:
     trial = Trial("a", 0.5)
     sweep.on_trial_start(0, [], trial)
     sweep.on_trial_result(0, [], trial, {"score": 1.0, "training_iteration": 1})
+    assert sweep.flush()  # the sender thread has nothing before the step ends
     assert tracking.child_run_ids(sweep.store, sweep.parent_run_id) == {}
-    sweep.on_step_end(1, [])
+    end_step(sweep, 1)
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
     assert [m.step for m in MlflowClient(sweep.store.uri).get_metric_history(run_id,
                                                                              "score")] == [1]
+
+
+def test_tune_s_loop_does_not_wait_for_mlflow(tmp_path: Path) -> None:
+    """A busy sender (a slow server, a long batch) must not hold up the step; what it has not
+    sent yet stays in the journal's snapshot."""
+    sweep = logger(tmp_path)
+    trial = Trial("s", 0.5)
+    with sweep._send_lock:  # the sender thread is busy
+        sweep.on_trial_start(0, [], trial)
+        ended = threading.Thread(target=sweep.on_step_end, args=(1, []))
+        ended.start()
+        ended.join(timeout=5)
+        assert not ended.is_alive()
+        assert [r[0] for r in sweep.get_state()["pending"]] == ["start"]
+    assert sweep.wait_sent(timeout_s=10)
+    assert list(tracking.child_run_ids(sweep.store, sweep.parent_run_id)) == ["s"]
+    assert sweep.get_state()["pending"] == []
 
 
 def test_replayed_records_leave_one_run_and_no_duplicate_metric(tmp_path: Path) -> None:
@@ -56,7 +81,7 @@ def test_replayed_records_leave_one_run_and_no_duplicate_metric(tmp_path: Path) 
                                              "node_id": "n1"})
     sweep.on_trial_complete(0, [], trial)
     saved = pickle.loads(pickle.dumps(sweep.get_state()))  # what the journal holds
-    sweep.flush()
+    end_step(sweep, 1)
 
     resumed = pickle.loads(pickle.dumps(sweep))  # as Tune unpickles it from tuner.pkl
     resumed.set_state(saved)
@@ -75,7 +100,7 @@ def test_a_trial_that_ends_without_starting_still_gets_a_run(tmp_path: Path) -> 
     trial = Trial("b", 0.1)
     trial.error_file = None
     sweep.on_trial_error(0, [], trial)
-    sweep.on_step_end(1, [])
+    end_step(sweep, 1)
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
     run = MlflowClient(sweep.store.uri).get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["error"] == "trial failed"
@@ -89,13 +114,13 @@ def test_a_result_with_a_checkpoint_waits_until_tune_registered_it(tmp_path: Pat
     sweep.on_trial_start(0, [], trial)
     sweep.on_trial_result(0, [], trial, {"score": 1.0, "training_iteration": 1,
                                          "should_checkpoint": True})
-    sweep.on_step_end(1, [])
+    end_step(sweep, 1)
     assert [r[0] for r in sweep.get_state()["pending"]] == []
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
     client = MlflowClient(sweep.store.uri)
     assert client.get_metric_history(run_id, "score") == []
     sweep.on_trial_save(2, [], trial)
-    sweep.on_step_end(2, [])
+    end_step(sweep, 2)
     assert [m.step for m in client.get_metric_history(run_id, "score")] == [1]
 
 
@@ -134,7 +159,7 @@ def test_a_retried_trial_reports_each_epoch_once(tmp_path: Path) -> None:
                                          "should_checkpoint": True})
     sweep.on_trial_save(2, [], trial)
     sweep.on_trial_complete(2, [], trial)
-    sweep.on_step_end(2, [])
+    end_step(sweep, 2)
     assert logged_scores(sweep) == [(1, 1.0), (2, 2.5)]
 
 
@@ -155,7 +180,7 @@ def test_a_run_whose_params_were_cut_off_gets_the_rest_when_its_trial_starts_aga
     resumed.setup()
     trial.config["many"]["p000"] = -1  # changed since (PBT): the logged value stays
     resumed.on_trial_start(0, [], trial)
-    resumed.on_step_end(1, [])
+    end_step(resumed, 1)
     assert tracking.child_run_ids(sweep.store, sweep.parent_run_id) == {"d": run_id}
     params = client.get_run(run_id).data.params
     assert params == {p.key: p.value for p in every}
@@ -173,7 +198,7 @@ def stopped_with_a_result_held(folder: Path) -> tuple[SweepLogger, Trial, dict]:
                                                 "should_checkpoint": True})
         if step == 1:
             sweep.on_trial_save(1, [], trial)
-        sweep.on_step_end(step, [])
+        end_step(sweep, step)
     saved = pickle.loads(pickle.dumps(sweep.get_state()))
     sweep.on_experiment_end([trial])
     return sweep, trial, saved
@@ -194,7 +219,7 @@ def test_a_held_result_is_sent_when_the_resumed_trial_ends_without_reporting_it(
     sweep, trial, saved = stopped_with_a_result_held(tmp_path)
     resumed = resumed_from(sweep, saved)
     resumed.on_trial_complete(0, [], trial)
-    resumed.on_step_end(0, [])
+    end_step(resumed, 0)
     assert logged_scores(sweep) == [(1, 1.0), (2, 2.0)]
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
     assert MlflowClient(sweep.store.uri).get_run(run_id).info.status == "FINISHED"
@@ -208,5 +233,5 @@ def test_a_held_result_reported_again_after_a_resume_is_sent_once(tmp_path: Path
                                            "should_checkpoint": True})  # from epoch 1's
     resumed.on_trial_save(1, [], trial)
     resumed.on_trial_complete(1, [], trial)
-    resumed.on_step_end(1, [])
+    end_step(resumed, 1)
     assert logged_scores(sweep) == [(1, 1.0), (2, 2.5)]
