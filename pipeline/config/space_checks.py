@@ -35,6 +35,36 @@ or fixed per sweep (resources: Ray places every trial alike): searched, it was a
 changed nothing."""
 
 
+PER_TRIAL_DATA = ("batch_size", "augment", "crop_padding", "workers")
+"""The data fields a trial reads itself; the rest shape the data set, which is loaded once
+per sweep and shared, so searched they were a column that changed nothing."""
+MODEL_FIELDS_USED = {"mlp": {"hidden", "depth", "dropout"}, "cnn": {"hidden", "channels", "dropout"},
+                     "resnet18": {"dropout"}}
+"""The size fields each built-in network reads; a torchvision model reads none of them (a
+factory may read any)."""
+ARCH_SIZE_FIELDS = ("hidden", "depth", "channels", "dropout")
+
+
+def _unused(path: str, exp: Experiment) -> str | None:
+    """Why a searched path cannot change what a trial trains, or None."""
+    section, _, field = path.partition(".")
+    if section == "data" and field not in PER_TRIAL_DATA:
+        return (f"the data set is loaded once per sweep and shared by every trial, so each would "
+                f"train on the file's {path}; searchable data fields: "
+                f"{', '.join(f'data.{f}' for f in PER_TRIAL_DATA)} (run one sweep per {path})")
+    if section != "model" or field not in ARCH_SIZE_FIELDS or exp.model.factory is not None:
+        return None
+    archs = exp.search.space.get("model.arch")
+    values = domain_values(archs) if archs is not None else [exp.model.arch]
+    pretrained = exp.model.weights is not None or "model.weights" in exp.search.space
+    if any(field in MODEL_FIELDS_USED.get(arch, set())
+           and not (arch == "resnet18" and pretrained) for arch in values):
+        return None
+    return (f"model.arch {', '.join(map(str, values))} does not read {field} (mlp reads hidden, "
+            "depth, dropout; cnn hidden, channels, dropout; resnet18 without weights dropout; "
+            "torchvision models none)")
+
+
 def _fractional(domain: Any) -> float | None:
     """A value inside a uniform or loguniform domain that is not a whole number."""
     if not isinstance(domain, dict) or len(domain) != 1:
@@ -74,6 +104,9 @@ def check_space(exp: Experiment) -> None:
             raise ConfigError(f"search.space.{path}: not a value a trial trains with "
                               f"(searchable: {', '.join(f'{s}.*' for s in SEARCHABLE[1:])} "
                               "and seed)")
+        unused = _unused(path, exp)
+        if unused:
+            raise ConfigError(f"search.space.{path}: {unused}")
         draw = _fractional(domain)
         if draw is not None:
             try:

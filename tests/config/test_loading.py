@@ -133,6 +133,19 @@ BAD_OVERRIDES = [
      "search.space.train.lr: lr_range needs lr_range_test.enabled: true"),
     (["search.scheduler=asha", "search.space.train.epochs={grid: [1, 4]}"],
      "search.space.train.epochs: not searchable with scheduler asha"),
+    # held-out probes: the data set is loaded once per sweep, and an arch reads only its own
+    # size fields, so every trial trained alike while the table showed different values
+    (["search.space.data.image_size={grid: [16, 32]}"],
+     "search.space.data.image_size: the data set is loaded once per sweep"),
+    (["search.space.data.val_fraction={choice: [0.1, 0.2]}"],
+     "search.space.data.val_fraction: the data set is loaded once per sweep"),
+    (["search.space.data.normalize={choice: [true, false]}"], "searchable data fields: "),
+    (["model.arch=cnn", "search.space.model.depth={randint: [1, 3]}"],
+     "search.space.model.depth: model.arch cnn does not read depth"),
+    (["model.arch=resnet50", "search.space.model.dropout={uniform: [0, 0.5]}"],
+     "search.space.model.dropout: model.arch resnet50 does not read dropout"),
+    (["search.space.model.arch={choice: [cnn, resnet18]}", "search.space.model.depth={grid: [1]}"],
+     "model.arch cnn, resnet18 does not read depth"),
 ]
 
 
@@ -181,6 +194,15 @@ def test_searchable_values_still_load(base: Path) -> None:
                       "search.space.model.dropout={uniform: [0, 0.5]}",
                       "search.space.model.hidden={randint: [8, 64]}"])
     assert list(exp.search.space) == ["train.lr", "seed", "model.dropout", "model.hidden"]
+    # a size field one of the searched archs reads, a model factory (it may read any), and
+    # the data fields a trial reads itself
+    assert load(base, ["search.space.model.arch={choice: [mlp, cnn]}",
+                       "search.space.model.depth={randint: [1, 3]}"]).search.space
+    assert load(base, ["model.factory=tests.factories:tiny_net",
+                       "search.space.model.channels={choice: [4, 8]}"]).search.space
+    assert load(base, ["search.space.data.batch_size={choice: [16, 32]}",
+                       "search.space.data.augment={choice: [[], [flip]]}",
+                       "search.space.data.crop_padding={choice: [2, 4]}"]).search.space
 
 
 def test_missing_file(tmp_path: Path) -> None:
