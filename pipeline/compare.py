@@ -28,6 +28,7 @@ import pandas as pd
 from pipeline import context, lr_stage, study
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.context import SweepContext
+from pipeline.execution import stopping
 from pipeline.results import plots, report, tracking
 from pipeline.results.edges import interval
 from pipeline.search.space import trial_count
@@ -200,9 +201,15 @@ def run(exp: Experiment, exp_file: Path | None, searchers: list[str], budget: in
                     print(f"bayes: an initial design of {bayes_design(resolved)} points is "
                           f"over half the budget; {arm_exp.search.bayes.n_initial_points} here",
                           flush=True)
-                outcome = study.run(arm_exp, exp_file, register=False)
+                outcome = study.run(arm_exp, exp_file, register=False,
+                                    tags={study.ARM_TAG: run_id})
                 report.nest(store, outcome.parent_run_id, run_id)
                 arms.append(Arm(searcher, seed, outcome))
+    except stopping.Interrupted as stop:
+        tracking.close_sweep(store, run_id, "KILLED")
+        # the arm's own line said "continue it with --resume", which compare does not take
+        raise stopping.Interrupted("compare stopped; its sweeps cannot be resumed: run compare "
+                                   "again", stop.signum) from None
     except BaseException:
         tracking.close_sweep(store, run_id, "FAILED")
         raise

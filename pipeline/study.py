@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -44,6 +45,9 @@ from pipeline.training import data as datasets
 from pipeline.training import models
 
 SWEEP_TAG = "pipeline.sweep"
+ARM_TAG = "pipeline.compare_arm"
+"""On a sweep `pipeline compare` ran (the comparison's run id): never the sweep a `tune --resume`
+of its experiment means."""
 FIT_SESSION_METRIC = "fit_session_s"  # Tuner.fit seconds of one driver session of the sweep
 
 
@@ -66,18 +70,30 @@ class Sweep:
         return f"{self.storage_path.rstrip('/')}/{self.name}"
 
 
+def _latest_sweep(name: str, store: tracking.Store) -> Any:
+    """The parent run of the latest sweep of experiment `name` itself: `LIKE 'name-%'` alone
+    also matched the sweeps of an experiment `name-bar` sharing the MLflow experiment, and the
+    sweeps `pipeline compare` ran, so a resume was refused for settings it never had and the
+    stopped sweep could not be resumed at all."""
+    own = re.compile(rf"{re.escape(name)}-\d{{8}}-\d{{6}}(-[0-9a-f]+)?")  # storage.claim's names
+    for run in store.client.search_runs(
+            [store.experiment_id], f"tags.`{SWEEP_TAG}` LIKE '{name}-%'",
+            order_by=["attributes.start_time DESC"], max_results=200):
+        if own.fullmatch(run.data.tags[SWEEP_TAG]) and ARM_TAG not in run.data.tags:
+            return run
+    return None
+
+
 def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bool) -> Sweep:
     """A new sweep, or (with resume) the latest one of this experiment with its parent run."""
     if not resume:
         name = storage.claim(ctx.storage_path, f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         return Sweep(name, ctx.storage_path)
-    runs = store.client.search_runs(
-        [store.experiment_id], f"tags.`{SWEEP_TAG}` LIKE '{exp.name}-%'",
-        order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
+    run = _latest_sweep(exp.name, store)
+    if run is None:
         raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
-    tags = runs[0].data.tags
-    sweep = Sweep(tags[SWEEP_TAG], tags["storage_path"], runs[0].info.run_id)
+    tags = run.data.tags
+    sweep = Sweep(tags[SWEEP_TAG], tags["storage_path"], run.info.run_id)
     restorable = (tune.Tuner.can_restore(*storage.tune_location(sweep.path))
                   and journal.has_trials(*storage.filesystem(sweep.path)))
     return replace(sweep, restorable=restorable)
@@ -160,11 +176,12 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
     )
 
 
-def _open(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path | None) -> Sweep:
-    """A new sweep's parent run, or a resumed sweep's marked running again."""
+def _open(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path | None,
+          tags: dict[str, str]) -> Sweep:
+    """A new sweep's parent run (with `tags`), or a resumed sweep's marked running again."""
     if sweep.parent_run_id is None:
-        parent = tracking.open_sweep(store, exp, sweep.name, exp_file,
-                                     {SWEEP_TAG: sweep.name, "storage_path": sweep.storage_path})
+        parent = tracking.open_sweep(store, exp, sweep.name, exp_file, {
+            SWEEP_TAG: sweep.name, "storage_path": sweep.storage_path, **tags})
         return Sweep(sweep.name, sweep.storage_path, parent)
     store.client.update_run(sweep.parent_run_id, status="RUNNING")
     tracking.record_sweep_config(store, sweep.parent_run_id, exp, exp_file)
@@ -177,10 +194,11 @@ def _open(exp: Experiment, store: tracking.Store, sweep: Sweep, exp_file: Path |
 
 
 def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
-        register: bool = True) -> report.Outcome:
+        register: bool = True, tags: dict[str, str] | None = None) -> report.Outcome:
     """Run (or resume) one sweep end to end and return its summary; `register`: put the best
-    model in the MLflow registry (the searcher comparison leaves it out). A stop at any
-    moment after its parent run exists leaves that run KILLED, for --resume."""
+    model in the MLflow registry (the searcher comparison leaves it out); `tags`: on a new
+    sweep's parent run. A stop at any moment after its parent run exists leaves that run
+    KILLED, for --resume."""
     # SIGTERM/SIGHUP stop it as Ctrl-C does from the first moment, Ray's start included
     with stopping.signals_interrupt() as signals:
         # Cheap checks first: nothing is written and no run is opened until they all pass.
@@ -195,20 +213,21 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
         sweep = locate(exp, ctx, store, resume)
         with sweep_lock.held(sweep.name, sweep.path):
-            sweep, outcome = _drive(exp, exp_file, ctx, store, sweep, data, register, signals)
+            sweep, outcome = _drive(exp, exp_file, ctx, store, sweep, data, register,
+                                    tags or {}, signals)
     tracking.close_sweep(store, sweep.parent_run_id,
                          "FINISHED" if outcome.best_config is not None else "FAILED")
     return outcome
 
 
 def _drive(exp: Experiment, exp_file: Path | None, ctx: SweepContext, store: tracking.Store,
-           sweep: Sweep, data: datasets.Tensors | None, register: bool,
+           sweep: Sweep, data: datasets.Tensors | None, register: bool, tags: dict[str, str],
            signals: list[int]) -> tuple[Sweep, report.Outcome]:
     """The located sweep, run by the one driver holding it: its parent run opened (or
     reopened) and the sweep; a stop or failure closes the run KILLED or FAILED."""
     if sweep.parent_run_id is not None:
         tracking.check_unchanged(store, sweep.parent_run_id, sweep.name, exp)
-    sweep = _open(exp, store, sweep, exp_file)
+    sweep = _open(exp, store, sweep, exp_file, tags)
     try:
         outcome = _sweep(exp, ctx, store, sweep, data, register)
         stopping.raise_if_stopped(signals)  # one that landed in a finaliser on the way

@@ -1,0 +1,30 @@
+"""Which sweep `--resume` continues, against a real SQLite store: the latest of the experiment
+itself, never one of an experiment whose name starts the same, nor one `compare` ran."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from pipeline import study
+from pipeline.results import tracking
+
+STARTS = itertools.count(1_700_000_000_000, 1000)  # ms
+
+
+def sweep_run(store: tracking.Store, sweep: str, **tags: str) -> str:
+    """A sweep's parent run, started after every earlier one (the order resume goes by)."""
+    return store.client.create_run(store.experiment_id, start_time=next(STARTS), tags={
+        study.SWEEP_TAG: sweep, "storage_path": "ray_results", **tags}).info.run_id
+
+
+def test_resume_finds_the_experiment_s_own_latest_sweep(tmp_path: Path) -> None:
+    store = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "shared", str(tmp_path))
+    own = sweep_run(store, "foo-20261204-101010")
+    sweep_run(store, "foo-bar-20261204-101011")  # another experiment in the same MLflow one
+    sweep_run(store, "foo-20261204-101012", **{study.ARM_TAG: "compare-run"})
+    assert study._latest_sweep("foo", store).info.run_id == own
+    later = sweep_run(store, "foo-20261204-101013-2")  # two sweeps started in one second
+    assert study._latest_sweep("foo", store).info.run_id == later
+    assert study._latest_sweep("foo-bar", store).data.tags[study.SWEEP_TAG] == \
+        "foo-bar-20261204-101011"
+    assert study._latest_sweep("fo", store) is None
