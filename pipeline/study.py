@@ -149,8 +149,11 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
         # records with the journal's snapshot; SweepLogger.setup finds the child runs again.
         path, filesystem = storage.tune_location(sweep.path)
         journal.restore(*storage.filesystem(sweep.path))
+        # A trial that failed (its retries, search.max_failures, spent) stays failed: resumed,
+        # it ran again from its last checkpoint with a fresh retry budget, and a flaky failure
+        # became a FINISHED trial. One stopped midway is unfinished, not errored.
         return tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                  resume_errored=True, storage_filesystem=filesystem)
+                                  resume_errored=False, storage_filesystem=filesystem)
     s = exp.search
     storage_path, filesystem = storage.tune_location(sweep.storage_path)
     search_alg, param_space = make_search(s, to_tune(exp, lr_bounds), exp.seed)

@@ -151,6 +151,35 @@ def test_failed_trials_are_retried_in_the_same_run(workdir: Path, ray_local) -> 
 
 
 @pytest.mark.slow
+def test_a_failed_trial_stays_failed_after_a_resume(workdir: Path) -> None:
+    """Found from outside: a trial that had failed (no retries left) ran again on --resume,
+    from its last checkpoint with a fresh retry budget, and a flaky failure became FINISHED."""
+    exp_file = write_experiment(workdir, f"""
+name: rel
+trainable: tests.trainables:one_fails_others_run
+params: {{x: 0.0, fail_x: 0.25, marker_dir: {workdir}, steps: 6, step_s: 1.0}}
+search:
+  searcher: grid
+  metric: score
+  mode: max
+  max_concurrent: 2
+  max_failures: 0
+  space:
+    params.x: {{grid: [0.25, 0.75]}}
+""")
+    first = Cli(workdir, str(exp_file))
+    wait_for(lambda: any(r.info.status == "FAILED" for r in child_runs()), while_running=first)
+    first.signal(signal.SIGKILL)
+    first.finish()
+    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    assert code == 0, err[-3000:]
+    runs = {r.data.params["params.x"]: r for r in child_runs()}
+    assert runs["0.25"].info.status == "FAILED" and "score" not in runs["0.25"].data.metrics
+    assert runs["0.75"].info.status == "FINISHED"
+    assert parent_run().data.metrics["trials_failed"] == 1
+
+
+@pytest.mark.slow
 def test_out_of_memory_fails_one_trial_clearly(workdir: Path, ray_local) -> None:
     exp_file = write_experiment(workdir, """
 name: rel

@@ -34,6 +34,15 @@ def fails_first_time(config: dict) -> None:
     tune.report({"score": config["params"]["x"]})
 
 
+def one_fails_others_run(config: dict) -> None:
+    """The trial of x == `fail_x` fails on its first attempt (`fails_first_time`); the others
+    are `slow_steps`: a sweep with a failed trial and a running one."""
+    if config["params"]["x"] == config["params"]["fail_x"]:
+        fails_first_time(config)
+    else:
+        slow_steps(config)
+
+
 def allocates(config: dict) -> None:
     """Asks for `alloc_gb` of memory: a real allocation that fails when it is absurd."""
     block = np.ones(int(config["params"]["alloc_gb"] * 2**30), dtype=np.uint8)

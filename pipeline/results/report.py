@@ -156,7 +156,10 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
     """Log the sweep's summary on the parent run (register its best model, score it on the
     test split of `data`, the sweep's Tensors) and return it for printing."""
     s = exp.search
-    failed = sum(1 for r in results if r.error is not None)
+    # A trial that failed in an earlier session of a resumed sweep comes back without its
+    # error (Tune reads it from a file the stop may have kept from storage); its run says it.
+    failed = max(sum(1 for r in results if r.error is not None),
+                 len(tracking.failed_trial_ids(store, parent_run_id)))
     frames = history.trial_frames(results, store, parent_run_id, s.metric)
     table = history.trials_table(frames, s)
     spent = log_costs(exp, pricing, store, parent_run_id, results, table)

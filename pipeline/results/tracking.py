@@ -271,6 +271,14 @@ def child_run_ids(store: Store, parent_run_id: str) -> dict[str, str]:
     return {r.data.tags["trial_id"]: r.info.run_id for r in runs if "trial_id" in r.data.tags}
 
 
+def failed_trial_ids(store: Store, parent_run_id: str) -> set[str]:
+    """The trials of a sweep whose child run ended FAILED."""
+    runs = store.client.search_runs([store.experiment_id],
+                                    f"tags.`{PARENT_TAG}` = '{parent_run_id}' and "
+                                    "attributes.status = 'FAILED'", max_results=10_000)
+    return {r.data.tags["trial_id"] for r in runs if "trial_id" in r.data.tags}
+
+
 def log_files(store: Store, run_id: str, paths: Iterable[Path], folder: str | None = None) -> None:
     for path in paths:
         store.client.log_artifact(run_id, str(path), folder)
