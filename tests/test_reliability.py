@@ -171,7 +171,7 @@ search:
     wait_for(lambda: any(r.info.status == "FAILED" for r in child_runs()), while_running=first)
     first.signal(signal.SIGKILL)
     first.finish()
-    code, out, err = Cli(workdir, str(exp_file), "--resume").finish()
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     runs = {r.data.params["params.x"]: r for r in child_runs()}
     assert runs["0.25"].info.status == "FAILED" and "score" not in runs["0.25"].data.metrics
@@ -264,7 +264,7 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
              while_running=first)
     first.signal(signum, group)
-    code, out, err = first.finish(60)
+    code, _, err = first.finish(60)
     assert code == exit_code, err[-2000:]
     sweep = parent_run().data.tags[study.SWEEP_TAG]
     assert err.strip().splitlines() == [
