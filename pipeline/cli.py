@@ -82,6 +82,9 @@ def _tune(args: argparse.Namespace) -> int:
     exp = load(args.experiment, args.overrides)
     try:
         outcome = study.run(exp, args.experiment, resume=args.resume)
+    except study.AlreadyFinished as done:
+        print(done)
+        return 0
     except KeyboardInterrupt as stop:
         if args.resume and not str(stop):  # before the sweep was reopened: it is as it was
             raise Interrupted("stopped before resuming, nothing changed; run --resume again",

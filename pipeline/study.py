@@ -55,6 +55,10 @@ class NothingToResume(ConfigError):
     """--resume found no earlier sweep of this experiment."""
 
 
+class AlreadyFinished(Exception):
+    """--resume of a sweep that finished, summary and all: nothing is left to run or log."""
+
+
 @dataclass(frozen=True)
 class Sweep:
     """Names one sweep: its Ray Tune folder and its parent MLflow run."""
@@ -93,6 +97,12 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
     if run is None:
         raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} in {store.uri}")
     tags = run.data.tags
+    if run.info.status == "FINISHED":  # closed after its summary: resumed, it logged it twice
+        best = {k: v for k, v in run.data.metrics.items() if k == f"best_{exp.search.metric}"}
+        raise AlreadyFinished(
+            f"sweep {tags[SWEEP_TAG]} already finished (MLflow run {run.info.run_id}"
+            + "".join(f", {k} {v:.4g}" for k, v in best.items())
+            + "): nothing to resume; start a new sweep without --resume")
     sweep = Sweep(tags[SWEEP_TAG], tags["storage_path"], run.info.run_id)
     restorable = (tune.Tuner.can_restore(*storage.tune_location(sweep.path))
                   and journal.has_trials(*storage.filesystem(sweep.path)))

@@ -58,6 +58,7 @@ search:
 BUILTIN_LR = BUILTIN.replace("search:", "lr_range_test: {{enabled: true}}\nsearch:").replace(
     "train.lr: {{loguniform: [1.0e-3, 0.3]}}",
     "train.weight_decay: {{loguniform: [1.0e-5, 1.0e-2]}}")
+SUMMARY = ("trials_total", "trials_failed", "trial_hours", "cost_usd", "sweep_wall_s")
 TEMPLATES = {"custom": CUSTOM, "builtin": BUILTIN, "builtin-lr": BUILTIN_LR}
 """The sweeps: a custom trainable without checkpoints, the built-in one (a checkpoint per
 epoch), and the built-in one after an LR range test (which sets train.lr for every trial)."""
@@ -204,9 +205,19 @@ def resumes_as_if_never_stopped(workdir: Path, exp_file: Path, case: Case,
         # finished before the kill: not run again; resumed from a checkpoint: no epoch twice
         if builtin or trial_id in finished_before:
             assert steps == [1, 2, 3], (trial_id, steps)
+    # the summary's values once each, though a stop in the summary runs it again (found from
+    # outside: every one logged twice); fit_session_s is one point per session by design
+    best = "best_val_loss" if builtin else "best_score"
+    for run_id, keys in [(r.info.run_id, ["trial_wall_s", "cost_usd", best]) for r in runs] + [(parent_run().info.run_id, list(SUMMARY))]:
+        for key in keys:
+            assert len(client.get_metric_history(run_id, key)) == 1, (run_id, key)
     parent = parent_run()
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["trials_total"] == TRIALS
+    if not case.moment.startswith("model-"):  # the summary ran once, after every session
+        sessions = client.get_metric_history(parent.info.run_id, "fit_session_s")
+        assert parent.data.metrics["sweep_wall_s"] == pytest.approx(
+            sum(m.value for m in sessions))
     if case.searcher == "bayes":
         assert told_to_searcher(f"{parent.data.tags['storage_path']}/"
                                 f"{parent.data.tags['pipeline.sweep']}") == TRIALS

@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
+
 from pipeline import study
+from pipeline.config import Experiment
 from pipeline.results import tracking
 
 STARTS = itertools.count(1_700_000_000_000, 1000)  # ms
@@ -14,7 +17,7 @@ STARTS = itertools.count(1_700_000_000_000, 1000)  # ms
 def sweep_run(store: tracking.Store, sweep: str, **tags: str) -> str:
     """A sweep's parent run, started after every earlier one (the order resume goes by)."""
     return store.client.create_run(store.experiment_id, start_time=next(STARTS), tags={
-        study.SWEEP_TAG: sweep, "storage_path": "ray_results", **tags}).info.run_id
+        study.SWEEP_TAG: sweep, "storage_path": "/tmp/no-such-ray-results", **tags}).info.run_id
 
 
 def test_resume_finds_the_experiment_s_own_latest_sweep(tmp_path: Path) -> None:
@@ -28,3 +31,18 @@ def test_resume_finds_the_experiment_s_own_latest_sweep(tmp_path: Path) -> None:
     assert study._latest_sweep("foo-bar", store).data.tags[study.SWEEP_TAG] == \
         "foo-bar-20261204-101011"
     assert study._latest_sweep("fo", store) is None
+
+
+def test_resume_of_a_finished_sweep_has_nothing_to_do(tmp_path: Path) -> None:
+    """It ran the whole summary again, every value logged twice and the test split scored
+    again (found from outside)."""
+    store = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "shared", str(tmp_path))
+    run_id = sweep_run(store, "foo-20261204-101010")
+    tracking.log_metrics(store, run_id, {"best_val_loss": 0.25})
+    tracking.close_sweep(store, run_id, "FINISHED")
+    exp = Experiment(name="foo")
+    with pytest.raises(study.AlreadyFinished, match=r"foo-20261204-101010 already finished "
+                       rf"\(MLflow run {run_id}, best_val_loss 0.25\): nothing to resume"):
+        study.locate(exp, None, store, resume=True)
+    store.client.update_run(run_id, status="KILLED")  # stopped in its summary: resumed
+    assert study.locate(exp, None, store, resume=True).parent_run_id == run_id

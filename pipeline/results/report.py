@@ -69,6 +69,8 @@ def log_costs(exp: Experiment, pricing: cost.Pricing, store: tracking.Store,
     metric = exp.search.metric
     best_by_trial = dict(zip(table.get("trial_id", []), table.get(metric, [])))
     run_ids = tracking.child_run_ids(store, parent_run_id)
+    # a summary run before (stopped midway): each value once (a lookup per child otherwise)
+    again = "trial_hours" in store.client.get_run(parent_run_id).data.metrics
     costs = []
     for result in results:
         trial_cost = pricing.trial(result.metrics)
@@ -79,11 +81,11 @@ def log_costs(exp: Experiment, pricing: cost.Pricing, store: tracking.Store,
                       "cost_usd": trial_cost.usd}
             if trial_id in best_by_trial:
                 values[f"best_{metric}"] = best_by_trial[trial_id]
-            tracking.log_metrics(store, run_ids[trial_id], values)
+            tracking.log_metrics(store, run_ids[trial_id], values, once=again)
     spent = cost.totals(costs)
     tracking.log_metrics(store, parent_run_id, {"trial_hours": spent.trial_hours,
                                                 "gpu_hours": spent.gpu_hours,
-                                                "cost_usd": spent.usd})
+                                                "cost_usd": spent.usd}, once=True)
     print(f"Cost: {spent.trial_hours:.3g} trial-hours, {spent.gpu_hours:.3g} GPU-hours, "
           f"${spent.usd:.2f} estimated")
     reason = cost.over_budget(spent, exp.search.budget)
@@ -110,7 +112,8 @@ def log_insights(exp: Experiment, store: tracking.Store, parent_run_id: str,
         print(f"Importance: needs at least {importance.MIN_TRIALS} finished trials")
         return
     tracking.log_metrics(store, parent_run_id,
-                         {f"importance_{path}": share for path, share in shares.items()})
+                         {f"importance_{path}": share for path, share in shares.items()},
+                         once=True)
     ranked = sorted(shares.items(), key=lambda item: -item[1])
     print("Importance: " + ", ".join(f"{path} {share:.2f}" for path, share in ranked))
     tracking.log_files(store, parent_run_id,
@@ -137,7 +140,7 @@ def log_test_split(exp: Experiment, data: Any, store: tracking.Store, parent_run
         return {}
     state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
     scores = score_test_split(exp, data, state["model"])
-    tracking.log_metrics(store, parent_run_id, scores)
+    tracking.log_metrics(store, parent_run_id, scores, once=True)
     print(f"Test split ({len(data.y_test)} examples, the best trial's model, once): "
           f"test_loss {scores['test_loss']:.4g}, test_acc {scores['test_acc']:.4g}")
     return scores
@@ -176,7 +179,7 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
     tracking.log_metrics(store, parent_run_id, {f"best_{s.metric}": best_value,
                                                 "trials_failed": failed,
                                                 "trials_total": len(results),
-                                                "sweep_wall_s": fit_s})
+                                                "sweep_wall_s": fit_s}, once=True)
     store.client.set_tag(parent_run_id, "best_trial_id", str(best_row["trial_id"]))
     best_exp = best_experiment(exp, best.config, best.metrics.get("hp_schedule"))
     lr_bounds = _lr_bounds(store, parent_run_id)

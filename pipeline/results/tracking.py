@@ -284,7 +284,15 @@ def log_files(store: Store, run_id: str, paths: Iterable[Path], folder: str | No
         store.client.log_artifact(run_id, str(path), folder)
 
 
-def log_metrics(store: Store, run_id: str, values: dict[str, float]) -> None:
+def log_metrics(store: Store, run_id: str, values: dict[str, float], once: bool = False) -> None:
+    """Step-0 values; `once`: a summary's, so those the run already has are left as they are
+    (the summary of a sweep stopped in the middle of it runs again on resume, on the same
+    trials, and logged every value a second time)."""
+    if once:
+        present = store.client.get_run(run_id).data.metrics
+        values = {key: value for key, value in values.items() if key not in present}
+        if not values:
+            return
     now_ms = int(time.time() * 1000)
     store.client.log_batch(run_id, metrics=[Metric(k, float(v), now_ms, 0)
                                             for k, v in values.items()])
