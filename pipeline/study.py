@@ -311,13 +311,24 @@ def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
     store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
     run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
                                      tags={"pipeline.kind": "lr-find"}).info.run_id
-    tracking.log_params(store.client, run_id, tracking.safe_params(
-        exp.model_dump(mode="json", include={"data", "model", "train", "lr_range_test"})))
-    curve = lr_range.range_test(exp, data)
-    suggestion = lr_range.suggest(curve)
-    folder = out_dir / exp.name
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = report.log_lr_range(store, run_id, curve, suggestion, folder)
+    # a stop (Ctrl-C, SIGTERM, SIGHUP) or a failure closes the run: it was left RUNNING
+    with stopping.signals_interrupt():
+        try:
+            tracking.log_params(store.client, run_id, tracking.safe_params(
+                exp.model_dump(mode="json", include={"data", "model", "train",
+                                                     "lr_range_test"})))
+            curve = lr_range.range_test(exp, data)
+            suggestion = lr_range.suggest(curve)
+            folder = out_dir / exp.name
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = report.log_lr_range(store, run_id, curve, suggestion, folder)
+        except KeyboardInterrupt as stop:
+            tracking.close_sweep(store, run_id, "KILLED")
+            raise stopping.Interrupted(f"lr-find stopped; its MLflow run {run_id} is KILLED",
+                                       getattr(stop, "signum", signal.SIGINT)) from None
+        except BaseException:
+            tracking.close_sweep(store, run_id, "FAILED")
+            raise
     tracking.close_sweep(store, run_id)
     for name, lr in suggestion.rules.items():
         print(f"  {name:<9} {lr:.3g}" if lr is not None else f"  {name:<9} none")

@@ -1,13 +1,20 @@
 """The LR range test as a stage: `lr-find` on its own, and before a sweep."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli, lr_stage, study
 from pipeline.config import load
 
-from .conftest import local_store, write_experiment
+from .conftest import ROOT, local_store, write_experiment
+from .sweep_process import wait_for
 
 SWEEP = """
 name: lrs
@@ -38,6 +45,28 @@ def test_lr_find_logs_its_own_run_and_prints_the_suggestion(workdir, capsys) -> 
     assert run.data.metrics["lr_suggested"] == pytest.approx(suggested)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
         "lr_range_test.csv", "lr_range_test.png"}
+
+
+def test_a_stopped_lr_find_closes_its_run(workdir) -> None:
+    """SIGTERM (or Ctrl-C) left the lr-find run RUNNING for good (found from outside)."""
+    exp_file = write_experiment(workdir, SWEEP.replace("num_iter: 60", "num_iter: 100000"))
+    finder = subprocess.Popen([sys.executable, "-m", "pipeline", "lr-find", str(exp_file)],
+                              cwd=workdir, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(local_store())
+
+    def lr_find_run():
+        experiment = client.get_experiment_by_name("lrs")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        return runs[0] if runs else None
+
+    wait_for(lambda: lr_find_run() is not None)
+    time.sleep(1.0)  # into the range test
+    finder.send_signal(signal.SIGTERM)
+    _, err = finder.communicate(timeout=60)
+    assert finder.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: lr-find stopped; its MLflow run")
+    assert lr_find_run().info.status == "KILLED"
 
 
 @pytest.mark.slow
