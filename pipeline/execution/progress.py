@@ -52,6 +52,7 @@ class Progress(tune.Callback):
         self.best: float | None = None
         self.finished = self.failed = 0
         self._last_status = time.monotonic()
+        self._caught_up = False
 
     def _values(self, trial: Any) -> str:
         shown = []
@@ -65,11 +66,32 @@ class Progress(tune.Callback):
         stats = trial.metric_analysis.get(self.metric)
         return None if stats is None else stats[self.mode]
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.finished += 1
+    def _count_best(self, trial: Any) -> float | None:
         value = self._trial_best(trial)
         if value is not None and (self.best is None or (value < self.best) == (self.mode == "min")):
             self.best = value
+        return value
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """A resumed sweep's trials that ended before the stop count too: its first lines read
+        "0 finished" and "best: none yet", numbered from 1 again, and never reached the total."""
+        if self._caught_up or not trials:
+            return
+        self._caught_up = True
+        for trial in trials:
+            if trial.status == "TERMINATED":
+                self.finished += 1
+                self._count_best(trial)
+            elif trial.status == "ERROR":
+                self.failed += 1
+        if self.finished or self.failed:
+            best = "none yet" if self.best is None else _short(self.best)
+            print(f"Before the stop: {self.finished} finished, {self.failed} failed of "
+                  f"{self.total}; best {self.metric} so far: {best}", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finished += 1
+        value = self._count_best(trial)
         epochs = trial.last_result.get("training_iteration", 0)
         print(f"[{self.finished + self.failed}/{self.total}] {trial.trial_id} done after "
               f"{epochs} epoch(s): {self.metric}={_short(value)} (best {_short(self.best)}) "
