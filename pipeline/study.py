@@ -88,6 +88,23 @@ def _latest_sweep(name: str, store: tracking.Store) -> Any:
     return None
 
 
+def _moved(sweep: Sweep, storage_path: str, store: tracking.Store) -> Sweep:
+    """The sweep under this run's storage.path when it was moved there; else where it started
+    (a resume from another folder, where a relative storage.path means another place), said,
+    as a changed storage.path was ignored without a word."""
+    if storage_path.rstrip("/") == sweep.storage_path.rstrip("/"):
+        return sweep
+    moved = replace(sweep, storage_path=storage_path)
+    if tune.Tuner.can_restore(*storage.tune_location(moved.path)):
+        store.client.set_tag(sweep.parent_run_id, "storage_path", storage_path)
+        print(f"Sweep {sweep.name}: found under storage.path {storage_path} (it started under "
+              f"{sweep.storage_path})")
+        return moved
+    print(f"Sweep {sweep.name}: not under storage.path {storage_path}; resuming it where it "
+          f"started, under {sweep.storage_path}")
+    return sweep
+
+
 def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bool) -> Sweep:
     """A new sweep, or (with resume) the latest one of this experiment with its parent run."""
     if not resume:
@@ -103,7 +120,8 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
             f"sweep {tags[SWEEP_TAG]} already finished (MLflow run {run.info.run_id}"
             + "".join(f", {k} {v:.4g}" for k, v in best.items())
             + "): nothing to resume; start a new sweep without --resume")
-    sweep = Sweep(tags[SWEEP_TAG], tags["storage_path"], run.info.run_id)
+    sweep = _moved(Sweep(tags[SWEEP_TAG], tags["storage_path"], run.info.run_id),
+                   ctx.storage_path, store)
     restorable = (tune.Tuner.can_restore(*storage.tune_location(sweep.path))
                   and journal.has_trials(*storage.filesystem(sweep.path)))
     return replace(sweep, restorable=restorable)

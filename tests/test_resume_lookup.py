@@ -3,6 +3,7 @@ itself, never one of an experiment whose name starts the same, nor one `compare`
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,23 @@ from pipeline import study
 from pipeline.config import Experiment
 from pipeline.results import tracking
 
+STORED = "/tmp/no-such-ray-results"
+
+
+@dataclass
+class Where:
+    """What `locate` reads of the sweep's context."""
+
+    storage_path: str
+
+
 STARTS = itertools.count(1_700_000_000_000, 1000)  # ms
 
 
 def sweep_run(store: tracking.Store, sweep: str, **tags: str) -> str:
     """A sweep's parent run, started after every earlier one (the order resume goes by)."""
     return store.client.create_run(store.experiment_id, start_time=next(STARTS), tags={
-        study.SWEEP_TAG: sweep, "storage_path": "/tmp/no-such-ray-results", **tags}).info.run_id
+        study.SWEEP_TAG: sweep, "storage_path": STORED, **tags}).info.run_id
 
 
 def test_resume_finds_the_experiment_s_own_latest_sweep(tmp_path: Path) -> None:
@@ -43,6 +54,23 @@ def test_resume_of_a_finished_sweep_has_nothing_to_do(tmp_path: Path) -> None:
     exp = Experiment(name="foo")
     with pytest.raises(study.AlreadyFinished, match=r"foo-20261204-101010 already finished "
                        rf"\(MLflow run {run_id}, best_val_loss 0.25\): nothing to resume"):
-        study.locate(exp, None, store, resume=True)
+        study.locate(exp, Where(STORED), store, resume=True)
     store.client.update_run(run_id, status="KILLED")  # stopped in its summary: resumed
-    assert study.locate(exp, None, store, resume=True).parent_run_id == run_id
+    assert study.locate(exp, Where(STORED), store, resume=True).parent_run_id == run_id
+
+
+def test_a_sweep_moved_to_another_storage_path_is_resumed_there(tmp_path: Path, capsys) -> None:
+    """--set storage.path was ignored without a word (found from outside)."""
+    store = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "shared", str(tmp_path))
+    run_id = sweep_run(store, "foo-20261204-101010")
+    exp = Experiment(name="foo")
+    moved = tmp_path / "moved"
+    (moved / "foo-20261204-101010").mkdir(parents=True)
+    (moved / "foo-20261204-101010" / "tuner.pkl").write_bytes(b"")  # what Tune looks for
+    assert study.locate(exp, Where(str(moved)), store, resume=True).storage_path == str(moved)
+    assert "found under storage.path" in capsys.readouterr().out
+    assert store.client.get_run(run_id).data.tags["storage_path"] == str(moved)
+    elsewhere = str(tmp_path / "elsewhere")
+    assert study.locate(exp, Where(elsewhere), store, resume=True).storage_path == str(moved)
+    assert f"not under storage.path {elsewhere}; resuming it where it started" in \
+        capsys.readouterr().out
