@@ -130,14 +130,26 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
 def load_checked(exp: Experiment) -> datasets.Tensors:
     """The sweep's data, decoded once, and every model it will train built once on it: bad
     data, an unknown arch, weights that do not fit or too small an image fail here, before
-    Ray starts."""
+    Ray starts. Every searched model.arch and model.weights value is tried (each pairing: the
+    search may draw any), in training mode too at the smallest data.batch_size it may draw."""
     data = datasets.load(exp.data, exp.seed)
     print(f"Data: {data.source}")
-    arches = exp.search.space.get("model.arch")
-    for arch in [exp.model.arch, *(domain_values(arches) if arches else [])]:
-        models.check(exp.model.model_copy(update={"arch": arch}), data.input_shape,
-                     data.num_classes)
+    arches, weights = (_tried(exp, f"model.{field}") for field in ("arch", "weights"))
+    batch_size = min(_tried(exp, "data.batch_size"))
+    for arch in arches:
+        for weight in weights:
+            models.check(exp.model.model_copy(update={"arch": arch, "weights": weight}),
+                         data.input_shape, data.num_classes, batch_size)
     return data
+
+
+def _tried(exp: Experiment, path: str) -> list:
+    """The configured value at `path` and every value its search domain names (an
+    interval's ends), each once."""
+    section, field = path.split(".")
+    domain = exp.search.space.get(path)
+    values = [getattr(getattr(exp, section), field), *(domain_values(domain) if domain else [])]
+    return list(dict.fromkeys(values))
 
 
 def init_ray(ctx: SweepContext) -> None:
@@ -238,6 +250,12 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
         cluster.check_tracking(ctx.ray_address, ctx.tracking_uri)
         storage.check(ctx.storage_path)
         tracking.check_reachable(ctx.tracking_uri)
+        if resume:  # no store yet: nothing to resume (connecting made an empty one)
+            try:
+                tracking.check_exists(ctx.tracking_uri)
+            except ConfigError as missing:
+                raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} "
+                                      f"({missing})") from None
         exp = with_absolute_paths(exp)  # for trials, which run in folders of their own
         init_ray(ctx)
         cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)

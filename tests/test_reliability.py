@@ -465,8 +465,12 @@ def test_resume_without_an_earlier_sweep_is_bad_input(workdir: Path) -> None:
     exp_file = custom(workdir, "quadratic")
     code, _, err = Cli(workdir, str(exp_file), "--resume").finish(120)
     assert code == 2
-    assert err.strip().splitlines()[-1] == \
-        f"error: --resume: no earlier sweep of 'rel' in sqlite:///{workdir / 'mlflow.db'}"
+    assert err.strip().splitlines()[-1] == (
+        f"error: --resume: no earlier sweep of 'rel' (tracking.uri: no MLflow store at "
+        f"{workdir / 'mlflow.db'} (no sweep has logged there; check tracking.uri or "
+        "MLFLOW_TRACKING_URI))")
+    assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("cli_")) == \
+        ["exp.yaml"]  # an empty mlflow.db and its lock were left behind
 
 
 def free_port() -> int:
