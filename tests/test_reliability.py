@@ -164,7 +164,7 @@ def test_a_failed_trial_stays_failed_after_a_resume(workdir: Path) -> None:
     exp_file = write_experiment(workdir, f"""
 name: rel
 trainable: tests.trainables:one_fails_others_run
-params: {{x: 0.0, fail_x: 0.25, marker_dir: {workdir}, steps: 6, step_s: 1.0}}
+params: {{x: 0.0, fail_x: 0.25, marker_dir: {workdir}, steps: 8, step_s: 0.5}}
 search:
   searcher: grid
   metric: score
@@ -266,7 +266,7 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     """A terminal's Ctrl-C and hang-up (SIGINT, SIGHUP to its whole process group, Ray's
     local processes included unless they are kept out of it) and a container stop (SIGTERM to
     the driver) all stop a sweep the same way: state saved, runs KILLED, our lines only."""
-    exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
+    exp_file = custom(workdir, "slow_steps", params="{steps: 8, step_s: 0.5}", num_samples=2)
     first = Cli(workdir, str(exp_file))
     wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
              while_running=first)
@@ -442,8 +442,8 @@ def test_sweeps_started_together_on_a_new_store_all_run_and_lose_no_metric(
         workdir: Path) -> None:
     """Each would otherwise run MLflow's schema migration on the new SQLite file at once
     (`duplicate column name: step`) and race to create the experiment and the sweep folder.
-    Four at once on two cores (the case of two is one of its pairs)."""
-    sweeps = 4
+    Three at once on two cores (the case of two is one of its pairs)."""
+    sweeps = 3
     exp_file = custom(workdir, "slow_steps", params="{steps: 3, step_s: 0.2}", num_samples=2)
     started = [Cli(workdir, str(exp_file)) for _ in range(sweeps)]
     done = [cli.finish(400) for cli in started]
