@@ -130,26 +130,25 @@ def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bo
 def load_checked(exp: Experiment) -> datasets.Tensors:
     """The sweep's data, decoded once, and every model it will train built once on it: bad
     data, an unknown arch, weights that do not fit or too small an image fail here, before
-    Ray starts. Every searched model.arch and model.weights value is tried (each pairing: the
-    search may draw any), in training mode too at the smallest data.batch_size it may draw."""
+    Ray starts. The models: the configured one (the LR range test trains it) and each pairing
+    of a searched model.arch and model.weights value the search may draw, each also in
+    training mode at the smallest data.batch_size the sweep uses."""
     data = datasets.load(exp.data, exp.seed)
     print(f"Data: {data.source}")
-    arches, weights = (_tried(exp, f"model.{field}") for field in ("arch", "weights"))
-    batch_size = min(_tried(exp, "data.batch_size"))
-    for arch in arches:
-        for weight in weights:
-            models.check(exp.model.model_copy(update={"arch": arch, "weights": weight}),
-                         data.input_shape, data.num_classes, batch_size)
+
+    def searched(path: str) -> list:  # an interval's ends, a list's members
+        domain = exp.search.space.get(path)
+        return domain_values(domain) if domain else []
+
+    configured = (exp.model.arch, exp.model.weights)
+    pairs = [configured, *((arch, weights)
+                           for arch in searched("model.arch") or [exp.model.arch]
+                           for weights in searched("model.weights") or [exp.model.weights])]
+    batch_size = int(min([exp.data.batch_size, *searched("data.batch_size")]))
+    for arch, weights in dict.fromkeys(pairs):  # each pairing once
+        models.check(exp.model.model_copy(update={"arch": arch, "weights": weights}),
+                     data.input_shape, data.num_classes, batch_size)
     return data
-
-
-def _tried(exp: Experiment, path: str) -> list:
-    """The configured value at `path` and every value its search domain names (an
-    interval's ends), each once."""
-    section, field = path.split(".")
-    domain = exp.search.space.get(path)
-    values = [getattr(getattr(exp, section), field), *(domain_values(domain) if domain else [])]
-    return list(dict.fromkeys(values))
 
 
 def init_ray(ctx: SweepContext) -> None:

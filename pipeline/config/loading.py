@@ -8,6 +8,7 @@ import copy
 import difflib
 import importlib
 import math
+import traceback
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,18 @@ def _check_scheduler(exp: Experiment) -> None:
                           f"{', '.join(MUTABLE_PATHS)}, or params.* for your trainable)")
 
 
+def raised_line(error: BaseException) -> str:
+    """`Type: first line of the message (at file:line)` of an error in the user's own code:
+    the innermost frame is theirs, not this package's call. A SyntaxError comes from the
+    import machinery; the error itself knows the line."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = (f"{error.filename}:{error.lineno}" if isinstance(error, SyntaxError)
+             else f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "")
+    message = (str(error).splitlines() or [""])[0]
+    return (f"{type(error).__name__}{': ' + message if message else ''}"
+            f"{f' (at {where})' if where else ''}")
+
+
 def check_callable(field: str, spec: str | None) -> None:
     """Import a function the user named in `field` (never anything they did not name)."""
     if spec is None:
@@ -92,6 +105,10 @@ def check_callable(field: str, spec: str | None) -> None:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as error:
         raise ConfigError(f"{field}: cannot import {spec!r} ({error})") from None
+    # the module's own code failed as it ran (a NameError at module level, a file it reads):
+    # theirs to fix, so the line says where; Ctrl-C and SystemExit are no Exception
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"{field}: importing {spec!r} raised {raised_line(error)}") from None
     if not callable(fn):
         raise ConfigError(f"{field}: {spec!r} is not callable")
 
@@ -185,11 +202,11 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     for text in overrides:
         _refuse_setting_searched(raw, parse_override(text)[0])
     exp = validate(raw)
+    _check_arch(exp)  # first: the space checks ask what an arch reads of the model section
     check_space(exp)
     _check_schedule(exp)
     _check_scheduler(exp)
     check_trainable(exp.trainable)
-    _check_arch(exp)
     check_callable("data.factory", exp.data.factory)
     check_callable("model.factory", exp.model.factory)
     return exp

@@ -8,7 +8,6 @@ the memory budget is a `LazyImages` that indexes like a tensor and decodes from 
 from __future__ import annotations
 
 import gzip
-import importlib
 import pickle
 import struct
 from dataclasses import dataclass, replace
@@ -237,8 +236,7 @@ def _imagefolder(cfg: Data, seed: int) -> Tensors:
 
 
 def _from_factory(cfg: Data, seed: int) -> Tensors:
-    module, _, attr = cfg.factory.partition(":")
-    data = getattr(importlib.import_module(module), attr)(cfg, seed)
+    data = factory_data.call("data.factory", cfg.factory, cfg, seed)
     if not isinstance(data, Tensors):
         raise ConfigError(f"data.factory: {cfg.factory} returned {type(data).__name__}, not "
                           "pipeline.training.data.Tensors")

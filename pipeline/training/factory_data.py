@@ -6,11 +6,17 @@ varies: numpy arrays instead of tensors, int32 labels, float64 pixels, a grey se
 channel axis, a label past `num_classes`. Unchecked, each of those trained and then failed the
 summary, or failed every trial with a library's message (`expected target dtype to be Long`,
 `Target 2 is out of bounds`). What has one meaning is converted: numpy to torch, any float
-inputs to float32, any integer labels to int64. The rest is refused with one line naming the
-split and, where there is one, the fix.
+inputs to float32, any integer labels to int64, a tensor that requires grad detached. The rest
+is refused with one line naming the split and, where there is one, the fix: channels-last
+images (they trained as C=16, H=16, W=3), NaN or inf (every trial diverged, blamed on the LR),
+a train split of one class (a classifier learns nothing from it).
+
+The factory itself is called through `call`, so an error inside the user's loader or network
+(a missing file) is one line naming the field and where it was raised, not a traceback.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from typing import Any
 
@@ -18,14 +24,48 @@ import numpy as np
 import torch
 
 from pipeline.config import ConfigError
+from pipeline.config.loading import raised_line
 
 SPLITS = ("train", "val", "test")
+
+
+def call(field: str, spec: str, *args: Any) -> Any:
+    """Import and call the user's `module:function` named in `field`. Its own exception (a
+    file its loader cannot find) is theirs to fix, so it becomes one line naming the field, the
+    spec and the line that raised it; Ctrl-C and SystemExit (not Exceptions) pass through, and
+    so does a ConfigError (already one line)."""
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)(*args)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever the user's code raises
+        raise ConfigError(f"{field}: {spec} raised {raised_line(error)}") from None
 
 
 def _as_tensor(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
+    # a loader that built its tensors under autograd: numpy() (the normalisation stats, the
+    # shared copy) refuses those; only then detached, so a plain tensor stays the same object
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        return value.detach()
     return value
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Square images stored (N, H, W, C) with 1, 3 or 4 channels: taken as (N, C, H, W) they
+    trained as C=16, H=16, W=3. A real (N, C, H, W) set with H == C > 4 and W of 1, 3 or 4 is
+    unlikely enough to refuse."""
+    _, a, b, last = x.shape
+    return last in (1, 3, 4) and a > 4 and a == b
+
+
+def _non_finite(x: torch.Tensor) -> int:
+    """How many of x's values are NaN or infinite: one pass, in slices of about 16M values so
+    that a large set does not need a mask of its own size."""
+    rows = max(1, 2 ** 24 // max(1, x[0].numel())) if len(x) else 1
+    return sum(int((~torch.isfinite(part)).sum()) for part in x.split(rows))
 
 
 def _inputs(x: Any, name: str, spec: str) -> Any:
@@ -41,10 +81,20 @@ def _inputs(x: Any, name: str, spec: str) -> Any:
         fix = "; add the channel axis: x[:, None]" if x.ndim == 3 else ""
         raise ConfigError(f"data.factory: {spec} returned {name} of shape {tuple(x.shape)}; "
                           f"inputs are (N, C, H, W){fix}")
+    if _channels_last(x):
+        raise ConfigError(f"data.factory: {spec} returned {name} of shape {tuple(x.shape)}, "
+                          "channels last; inputs are (N, C, H, W): x.permute(0, 3, 1, 2) "
+                          "(torch) or x.transpose(0, 3, 1, 2) (numpy)")
     if x.dtype == torch.uint8:
         return x
     if x.is_floating_point():
-        return x.float()
+        x = x.float()  # first: a float64 value past float32's range becomes inf here
+        # NaN or inf poisoned the normalisation stats, and every trial then diverged
+        if bad := _non_finite(x):
+            raise ConfigError(f"data.factory: {spec} returned {name} with {bad} NaN or "
+                              "infinite value(s) (as float32); replace or drop them in the "
+                              "factory")
+        return x
     raise ConfigError(f"data.factory: {spec} returned {name} as {x.dtype}; inputs are floats "
                       "in [0, 1] or uint8 0..255")
 
@@ -81,6 +131,15 @@ def _same_scale(fields: dict[str, Any], spec: str) -> None:
                           "every split alike (floats in [0, 1] for images)")
 
 
+def _several_classes(y_train: torch.Tensor, spec: str) -> None:
+    """A train split of one class trains a network that always answers it, and scores well
+    on a validation split of the same class: refused, as an image folder of one class is."""
+    classes = torch.unique(y_train)
+    if len(classes) < 2:
+        raise ConfigError(f"data.factory: {spec} returned a train split of one class "
+                          f"({int(classes[0])}); a classifier needs examples of at least two")
+
+
 def checked(data: Any, spec: str) -> Any:
     """`data` (a `pipeline.training.data.Tensors`) with every split checked and converted."""
     if not isinstance(data.num_classes, int | np.integer) or data.num_classes < 2:
@@ -102,6 +161,7 @@ def checked(data: Any, spec: str) -> Any:
         fields[f"x_{split}"] = x
         fields[f"y_{split}"] = _labels(y, f"y_{split}", len(x), num_classes, spec)
     _same_scale(fields, spec)
+    _several_classes(fields["y_train"], spec)
     shape = tuple(fields["x_train"].shape[1:])
     for split in SPLITS[1:]:
         x = fields.get(f"x_{split}")

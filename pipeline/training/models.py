@@ -6,7 +6,7 @@ data set's inputs as they are stored.
 """
 from __future__ import annotations
 
-import importlib
+import copy
 import math
 from collections.abc import Sequence
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.config import ConfigError, Model
-from pipeline.training import torchvision_models
+from pipeline.training import factory_data, torchvision_models
 from pipeline.training.normalize import standardizer, to_unit
 
 
@@ -81,8 +81,7 @@ class Network(nn.Module):
 
 def _bare(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if cfg.factory is not None:
-        module, _, attr = cfg.factory.partition(":")
-        net = getattr(importlib.import_module(module), attr)(cfg, input_shape, num_classes)
+        net = factory_data.call("model.factory", cfg.factory, cfg, input_shape, num_classes)
         if not isinstance(net, nn.Module):
             raise ConfigError(f"model.factory: {cfg.factory} returned {type(net).__name__}, "
                               "not a torch.nn.Module")
@@ -110,9 +109,13 @@ def build_model(cfg: Model, input_shape: tuple[int, ...], num_classes: int,
     return Network(net, mean, std)
 
 
-def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> None:
+def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int,
+          batch_size: int = 2) -> None:
     """Build the model and push one batch of the data set's shape through it, so a wrong
-    name, weights that do not fit or an image size too small fail before Ray starts."""
+    name, weights that do not fit or an image size too small fail before Ray starts; then
+    one in training mode (at `batch_size`, the smallest data.batch_size the sweep tries, up to
+    2), since the trials train: a network that answers otherwise there, or batch norm on a
+    batch of one, failed every trial mid-sweep."""
     model = build_model(cfg, input_shape, num_classes)
     field, name = ("model.factory", cfg.factory) if cfg.factory else ("model.arch", cfg.arch)
     try:
@@ -126,10 +129,47 @@ def check(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> None:
         # reasons (a layer's size, a dtype), which the error names
         hint = "" if cfg.factory else " (raise data.image_size)"
         raise ConfigError(f"{field}: {name} cannot take {shape} inputs{hint}: "
-                          f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
+                          f"{_first_line(error)}") from None
+    _check_scores(out, 2, num_classes, field, name, "")
+    # after the forward pass: a lazy layer's parameters exist only then
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"{field}: {name} has no trainable parameters (requires_grad is "
+                          "False on every one); the optimizer would have nothing to train")
+    _check_training(model, input_shape, num_classes, min(batch_size, 2), field, name)
+
+
+def _check_training(model: Network, input_shape: tuple[int, ...], num_classes: int,
+                    batch: int, field: str, name: str) -> None:
+    """One forward pass in training mode, on a copy (batch norm updates its running stats
+    even under no_grad, and a factory may hand out a network it keeps)."""
+    model = copy.deepcopy(model)
+    try:
+        with torch.no_grad():
+            out = model.train()(torch.zeros(batch, *input_shape))
+    except (RuntimeError, ValueError, AssertionError) as error:
+        if batch == 1 and "more than 1 value per channel" in str(error):
+            # the loop merges a last batch of one into the one before; only 1 itself fails
+            raise ConfigError(f"data.batch_size: 1 is too small for {field} {name}, whose "
+                              "batch norm needs more than one example in training; use at "
+                              "least 2") from None
+        raise ConfigError(f"{field}: {name} fails in training mode: "
+                          f"{_first_line(error)}") from None
+    _check_scores(out, batch, num_classes, field, name, " in training mode")
+
+
+def _check_scores(out: object, batch: int, num_classes: int, field: str, name: str,
+                  mode: str) -> None:
+    """The loop's loss takes a tensor of (batch, num_classes) class scores, nothing else."""
     if not isinstance(out, torch.Tensor):  # a tuple, a dict (auxiliary outputs, features)
-        raise ConfigError(f"{field}: {name} returns a {type(out).__name__}, not a tensor of "
-                          f"{num_classes} class scores per input")
-    if tuple(out.shape) != (2, num_classes):
-        raise ConfigError(f"model: the network returns {tuple(out.shape[1:])} per input, not "
-                          f"{num_classes} class scores")
+        # torchvision's googlenet and inception_v3 return their auxiliary logits in training
+        hint = (" (torchvision googlenet/inception: build it with aux_logits=False)"
+                if mode else "")
+        raise ConfigError(f"{field}: {name} returns a {type(out).__name__}{mode}, not a "
+                          f"tensor of {num_classes} class scores per input{hint}")
+    if tuple(out.shape) != (batch, num_classes):
+        raise ConfigError(f"model: the network returns {tuple(out.shape[1:])} per input"
+                          f"{mode}, not {num_classes} class scores")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]

@@ -217,6 +217,26 @@ def test_yaml_is_parsed_safely(tmp_path: Path) -> None:
         load(path)
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    ("import os\n\ndef load(cfg, seed):\n    pass\n\nROOT = Path('data')\n",
+     r"NameError: name 'Path' is not defined \(at .*/{module}\.py:6\)"),
+    ("import json\nLABELS = json.load(open('/nowhere/labels.json'))\n",
+     r"FileNotFoundError: .*/nowhere/labels.json' \(at .*/{module}\.py:2\)"),
+    ("def load(cfg, seed):\n    return [\n\n", r"SyntaxError: .* \(at .*/{module}\.py:2\)"),
+])
+@pytest.mark.parametrize("field", ["data.factory", "model.factory", "trainable"])
+def test_a_module_that_fails_as_it_is_imported_is_one_line_saying_where(
+        base: Path, monkeypatch, source: str, message: str, field: str) -> None:
+    """An error other than ImportError in the module's own code was `failed: NameError: ...`,
+    exit 1, naming neither the field nor the file."""
+    module = f"fails_at_import_{abs(hash((source, field)))}"
+    (base.parent / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(base.parent))
+    expected = f"^{field}: importing '{module}:load' raised {message.format(module=module)}$"
+    with pytest.raises(ConfigError, match=expected):
+        load(base, [f"{field}={module}:load"])
+
+
 def test_custom_trainable_may_report_any_metric(base: Path) -> None:
     exp = load(base, ["trainable=tests.trainables:quadratic", "search.metric=score",
                       "search.mode=max"])

@@ -89,3 +89,50 @@ def test_what_would_fail_every_trial_is_one_line(data: Callable[[], Tensors],
                                                  message: str) -> None:
     with pytest.raises(ConfigError, match=f"^data.factory: f:g returned {message}"):
         checked(data(), "f:g")
+
+
+def images(n: int = 20, shape: tuple[int, ...] = (3, 16, 16)) -> np.ndarray:
+    return np.random.default_rng(1).random((n, *shape), dtype=np.float32)
+
+
+def with_nan(x: np.ndarray, count: int) -> np.ndarray:
+    x = x.copy()
+    x.reshape(-1)[:count] = [np.nan, np.inf, -np.inf][:count]
+    return x
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # square images stored channels last trained as C=16, H=16, W=3
+    (spoilt(x_train=images().transpose(0, 2, 3, 1), x_val=images(10).transpose(0, 2, 3, 1)),
+     (r"x_train of shape \(20, 16, 16, 3\), channels last; inputs are \(N, C, H, W\): "
+      r"x.permute\(0, 3, 1, 2\) \(torch\) or x.transpose\(0, 3, 1, 2\) \(numpy\)")),
+    (spoilt(x_val=torch.from_numpy(images(10, (8, 8, 1)))),
+     r"x_val of shape \(10, 8, 8, 1\), channels last"),
+    # NaN or inf poisoned the normalisation stats: every trial diverged, blamed on the LR
+    (spoilt(x_val=with_nan(X[20:], 1)), "x_val with 1 NaN or infinite value"),
+    (spoilt(x_train=with_nan(X[:20], 3)), "x_train with 3 NaN or infinite value"),
+    (spoilt(x_train=X[:20] * 1e300), "x_train with 320 NaN or infinite value"),  # past float32
+    (spoilt(y_train=np.zeros(20, dtype=np.int64)),
+     r"a train split of one class \(0\); a classifier needs examples of at least two"),
+])
+def test_what_would_train_on_the_wrong_thing_is_one_line(data: Callable[[], Tensors],
+                                                         message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^data.factory: f:g returned {message}"):
+        checked(data(), "f:g")
+
+
+def test_channels_first_images_and_small_channel_counts_are_not_taken_for_channels_last() -> None:
+    data = checked(from_numpy(x_train=images(), x_val=images(10)), "f:g")
+    assert data.input_shape == (3, 16, 16)
+    # 4x4 'images' of 4 channels: axis 1 is not larger than 4, so nothing says channels last
+    data = checked(from_numpy(x_train=images(20, (4, 4, 4)), x_val=images(10, (4, 4, 4))), "f:g")
+    assert data.input_shape == (4, 4, 4)
+
+
+def test_tensors_that_require_grad_are_detached() -> None:
+    """numpy() refused them: the normalisation stats failed with `Can't call numpy() on Tensor
+    that requires grad` (exit 1)."""
+    x = torch.from_numpy(X.astype(np.float32)).requires_grad_()
+    data = checked(from_numpy(x_train=x[:20], x_val=x[20:] * 2), "f:g")
+    assert not data.x_train.requires_grad and not data.x_val.requires_grad
+    assert np.allclose(data.x_val.numpy(), X[20:] * 2)
