@@ -16,10 +16,19 @@ from pipeline.config.base import Strict
 FACTORY = r"^[\w.]+:\w+$"
 
 
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+"""Endings of state-dict files: PyTorch's, Lightning's `.ckpt`, the reference scripts'
+`checkpoint.pth.tar`. torchvision's weights names (`IMAGENET1K_V1`, `Enum.MEMBER`) end in none."""
+
+
 def is_weights_file(weights: str) -> bool:
-    """A model.weights value that names a state-dict file: a path with a folder in it, or a
-    name ending .pt, .pth or .bin (torchvision's weights names do neither)."""
-    return os.sep in weights or weights.endswith((".pt", ".pth", ".bin"))
+    """A model.weights value that names a state-dict file: a path with a folder in it, a name
+    with a state-dict file's ending, or any file that exists (relative to the working folder:
+    `r18_weights` too). The driver asks first, in the user's working folder, and
+    `with_absolute_paths` makes such a path absolute for the trials, which run in folders of
+    their own. A missing file with a state-dict ending is still a file: refused as missing."""
+    return (os.sep in weights or weights.lower().endswith(WEIGHTS_SUFFIXES)
+            or os.path.isfile(weights))
 
 
 class Data(Strict):
@@ -104,9 +113,9 @@ class Model(Strict):
     their own)."""
     weights: str | None = None
     """Pretrained weights for a torchvision model: a weights name (`ResNet18_Weights.DEFAULT`,
-    `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file (one
-    with a folder in it or ending .pt, .pth or .bin). The classifier head is replaced for the
-    data set's classes."""
+    `IMAGENET1K_V1`) read from the local torch hub cache, or a path to a state-dict file (any
+    existing file, relative to the working folder, or one with a folder in it or ending .pt,
+    .pth, .bin, .ckpt or .tar). The classifier head is replaced for the data set's classes."""
     freeze: Literal["none", "backbone"] = "none"
     """`backbone`: train only the classifier head (with `weights`)."""
     factory: str | None = Field(None, pattern=FACTORY)

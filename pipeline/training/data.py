@@ -231,7 +231,7 @@ def _imagefolder(cfg: Data, seed: int) -> Tensors:
     return Tensors(xs["train"], ys["train"], xs["val"], ys["val"], len(layout.classes),
                    xs.get("test"), ys.get("test"),
                    source=f"imagefolder {cfg.root}: {len(layout.classes)} classes, {counts}, "
-                          f"{size}x{size}, {layout.skipped} non-image file(s) skipped"
+                          f"{size}x{size}, {imagefolder.skipped_summary(layout.skipped)}"
                           f"{loose}; {how}")
 
 

@@ -4,8 +4,12 @@ What photo folders hold, and what each becomes:
 - palette, grey and RGB images with transparency (P with a tRNS chunk, LA, PA, RGBA): laid
   over white, as a page shows them; dropping the alpha instead would show whatever colour the
   editor left under transparent pixels.
-- 16-bit grey (PNG/TIFF, modes I;16* and I, the latter read as 16-bit too): scaled
-  0..65535 -> 0..255; PIL's own conversion clips every value above 255 to white.
+- 16-bit grey (PNG/TIFF, modes I;16* and I, the latter read as 16-bit too: PIL opens a
+  16-bit PGM as I): scaled 0..65535 -> 0..255; PIL's own conversion clips every value above
+  255 to white.
+- 32-bit float grey (TIFF, mode F): values all within [0, 1] (a normalised image) scaled to
+  0..255, any other range clipped to 0..255 (NaN black); PIL's own conversion truncates, so
+  a [0, 1] image came out black.
 - CMYK JPEGs (Adobe's inverted ones too) and the rest: PIL's conversion to RGB.
 - a photo with an EXIF orientation tag is turned the way its camera held it; a broken EXIF
   block leaves the image as stored.
@@ -50,13 +54,31 @@ def quiet() -> Iterator[None]:
         yield
 
 
+def _grey(values: np.ndarray):
+    """Grey values on the 0..255 scale -> RGB, rounded and clipped."""
+    from PIL import Image
+
+    return Image.fromarray(values.round().clip(0, 255).astype(np.uint8)).convert("RGB")
+
+
+def _float_to_bytes(values: np.ndarray) -> np.ndarray:
+    """A float image's values on the 0..255 scale. Floats within [0, 1] are a normalised
+    image (what numpy and scientific tools write); anything else is taken as 0..255 already,
+    the scale PIL itself uses for F, and clipped by _grey. NaN (no data) becomes black."""
+    values = np.nan_to_num(values, nan=0.0)
+    if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+        return values * 255.0
+    return values
+
+
 def _to_rgb(image):
     """Any PIL mode -> RGB, as the module doc describes."""
     from PIL import Image
 
     if image.mode in SIXTEEN_BIT:
-        grey = np.asarray(image, dtype=np.float64) / 257.0
-        return Image.fromarray(grey.round().clip(0, 255).astype(np.uint8)).convert("RGB")
+        return _grey(np.asarray(image, dtype=np.float64) / 257.0)
+    if image.mode == "F":
+        return _grey(_float_to_bytes(np.asarray(image, dtype=np.float64)))
     if image.has_transparency_data:
         # via RGBA: converting a palette with byte transparency straight to RGB makes PIL warn
         background = Image.new("RGBA", image.size, BACKGROUND)

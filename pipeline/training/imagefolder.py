@@ -8,8 +8,10 @@ What counts as an image of a class: a file under its folder, at any depth, whose
 images by their extension (`notes.txt`, `Thumbs.db`), and hidden files and folders (a name
 starting with '.') with macOS's and NASes' junk folders (`__MACOSX`, `@eaDir`): `.DS_Store`, and
 the AppleDouble `._photo.jpg` that macOS leaves beside every photo on a foreign disk, which has
-an image's extension but is not one. Links to folders and files are followed (a folder reached
-twice, or a link loop, is read once). Class names are compared in Unicode NFC form, so a
+an image's extension but is not one. They are counted by kind (extension, `hidden`, `no
+extension`) and the Data line names the kinds: a count alone did not show that half a set was
+in a format not read here. Links to folders and files are followed (a folder reached twice, or
+a link loop, is read once). Class names are compared in Unicode NFC form, so a
 `val/` folder written on Linux matches a `train/` folder written on macOS (which stores names
 decomposed). A file with an image extension that does not decode is refused, naming it
 (`image_decode`): a damaged image means the set is not what its owner thinks, and training
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +41,10 @@ from pipeline.training.image_decode import (  # noqa: F401
     decode_all,
 )
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+# torchvision ImageFolder's IMG_EXTENSIONS (.pgm among them), JPEG's other names (.jfif,
+# .jpe) and the rest of netpbm (.pbm, .pnm): every one opens in PIL
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif",
+                    ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
 JUNK_FOLDERS = {"__MACOSX", "@eaDir"}  # macOS zip resource forks; Synology thumbnails
 DEFAULT_SIZE = 64
 SPLITS = ("train", "val", "test")
@@ -59,14 +65,37 @@ class Layout:
     classes: list[str]
     splits: dict[str, Listing]
     """`train` always; `val` and `test` when the folder has them."""
-    skipped: int
-    """Files under the class folders that are not images: by extension, or hidden."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Files under the class folders that are not images, by kind: their extension in lower
+    case (`.txt`), `hidden` (also any file in a hidden or junk folder) or `no extension`."""
     loose: int = 0
     """Images beside the class folders, in no class: ignored, as ImageFolder does, and said."""
 
 
 def _hidden(name: str) -> bool:
     return name.startswith(".") or name in JUNK_FOLDERS
+
+
+def _skipped_kind(name: str, in_hidden_folder: bool) -> str | None:
+    """Why a file is no image of its class (the kind it is counted under); None: an image.
+    Hidden first: `._photo.jpg` has an image's extension but is macOS's metadata."""
+    if in_hidden_folder or _hidden(name):
+        return "hidden"
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return None
+    return suffix or "no extension"
+
+
+def skipped_summary(skipped: Counter[str], kinds: int = 5) -> str:
+    """`12 non-image file(s) skipped (.txt x10, hidden x2)`: the commonest `kinds` named, so a
+    user sees which of their files were left out (a format missing here, or junk)."""
+    total = sum(skipped.values())
+    commonest = sorted(skipped.items(), key=lambda kind_n: (-kind_n[1], kind_n[0]))
+    named = [f"{kind} x{n}" for kind, n in commonest]
+    more = f", {len(named) - kinds} more kind(s)" if len(named) > kinds else ""
+    listed = f" ({', '.join(named[:kinds])}{more})" if named else ""
+    return f"{total} non-image file(s) skipped{listed}"
 
 
 def _class_folders(folder: Path) -> dict[str, Path]:
@@ -87,9 +116,9 @@ def _unreadable(error: OSError) -> None:
     raise ConfigError(f"data.root: cannot read {error.filename} ({error.strerror})")
 
 
-def _images_under(folder: Path) -> tuple[list[Path], int]:
-    """The image files under a class folder, and how many other files it holds."""
-    images, skipped, seen = [], 0, set()
+def _images_under(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """The image files under a class folder, and the other files it holds by kind."""
+    images, skipped, seen = [], Counter(), set()
     for top, dirs, files in os.walk(folder, followlinks=True, onerror=_unreadable):
         real = os.path.realpath(top)
         if real in seen:  # a second link to a folder already read, or a link loop
@@ -98,15 +127,17 @@ def _images_under(folder: Path) -> tuple[list[Path], int]:
         seen.add(real)
         hidden = any(_hidden(part) for part in Path(top).relative_to(folder).parts)
         for name in files:
-            if hidden or _hidden(name) or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped += 1
-            else:
+            kind = _skipped_kind(name, hidden)
+            if kind is None:
                 images.append(Path(top) / name)
+            else:
+                skipped[kind] += 1
     return sorted(images), skipped
 
 
-def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[Listing, int]:
-    paths, labels, skipped = [], [], 0
+def _list_split(folder: Path, classes: list[str], must_fill: bool
+                ) -> tuple[Listing, Counter[str]]:
+    paths, labels, skipped = [], [], Counter()
     found = _class_folders(folder)
     if not found:
         raise ConfigError(f"data.root: {folder} has no class folders; put its images in "
@@ -119,7 +150,7 @@ def _list_split(folder: Path, classes: list[str], must_fill: bool) -> tuple[List
         if name not in found:
             continue
         images, n = _images_under(found[name])
-        skipped += n
+        skipped.update(n)
         if not images and must_fill:
             raise ConfigError(f"data.root: class {name!r} ({found[name]}) has no images "
                               f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden "
@@ -171,13 +202,13 @@ def scan(root: Path | None) -> Layout:
     if len(classes) < 2:
         raise ConfigError(f"data.root: only one class folder ({classes[0]}) under {train}; "
                           "a classifier needs at least two")
-    splits, skipped = {}, 0
+    splits, skipped = {}, Counter()
     for split in SPLITS:
         folder = train if split == "train" else folders[split]
         if folder is None:
             continue
         splits[split], n = _list_split(folder, classes, must_fill=split == "train")
-        skipped += n
+        skipped.update(n)
     loose = sum(_loose_images(folder) for folder in {train, *(f for f in folders.values() if f)})
     return Layout(classes, splits, skipped, loose)
 

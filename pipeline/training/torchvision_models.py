@@ -12,6 +12,9 @@ Small inputs, per family (the side `s`: the shorter of the data set's image heig
   attention grids (maxvit): every input is resized to it. It is the size of the weights named
   in model.weights (vit_b_16's SWAG_E2E weights: 384, vit_h_14's: 518), else torchvision's
   224: weights of one size in a network of another would leave its position embeddings random.
+- googlenet and inception_v3 with weights (named or a file): `transform_input` on, as
+  torchvision's own builders set it whenever they load weights; those weights were trained on
+  inputs scaled to [-1, 1], which it maps ImageNet-standardised inputs to.
 - images of other than three channels: one channel is repeated to three (a fixed 1x1 conv);
   two are cycled (R, G, R); more than three pass through a trainable 1x1 conv that starts out
   passing the first three through, so the extra channels are learnt rather than dropped.
@@ -33,6 +36,8 @@ FIXED_SIZE = {"vit_": "image_size", "maxvit_": "input_size"}
 """Families of one input size -> the constructor argument that sets it."""
 DEFAULT_FIXED_SIZE = 224  # torchvision's default for both, and their IMAGENET1K_V1 weights'
 NO_AUX = ("googlenet", "inception_v3")  # their auxiliary heads return tuples in train mode
+TRANSFORM_INPUT = ("googlenet", "inception_v3")
+"""Families whose pretrained weights expect `transform_input=True` (see the module doc)."""
 
 
 def names() -> list[str]:
@@ -81,6 +86,21 @@ def _declared_size(cfg: Model) -> int:
     return max(weights.meta.get("min_size", (1, 1))) if weights is not None else 1
 
 
+def _family_kwargs(cfg: Model) -> dict[str, bool]:
+    """Constructor arguments googlenet and inception_v3 need (see NO_AUX, TRANSFORM_INPUT)."""
+    kwargs = {"aux_logits": False, "init_weights": True} if cfg.arch in NO_AUX else {}
+    if cfg.arch in TRANSFORM_INPUT and cfg.weights is not None:
+        # torchvision's googlenet() and inception_v3() set it whenever `weights is not None`;
+        # built here with weights=None and loaded after, it is set by hand. A state-dict file
+        # gets it too: for these two it is all but always torchvision's ImageNet weights
+        # copied by hand (no hub cache) or a fine-tune of them, trained with it on; one
+        # trained from scratch only gains a fixed per-channel affine map in front, which
+        # fine-tuning's first conv and batch norm largely absorb. Decided from the config,
+        # not from what is loaded, so a network rebuilt for a checkpoint is the one trained.
+        kwargs["transform_input"] = True
+    return kwargs
+
+
 def _cifar_stem(resnet: nn.Module) -> None:
     resnet.conv1 = nn.Conv2d(3, resnet.conv1.out_channels, 3, stride=1, padding=1, bias=False)
     resnet.maxpool = nn.Identity()
@@ -107,7 +127,7 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
     if len(input_shape) != 3:
         raise ConfigError(f"model.arch: {cfg.arch} takes images (channels, height, width); "
                           f"the data set's inputs are {tuple(input_shape)}")
-    kwargs = {"aux_logits": False, "init_weights": True} if cfg.arch in NO_AUX else {}
+    kwargs = _family_kwargs(cfg)
     side, declared = min(input_shape[1:]), _declared_size(cfg)
     fixed = next((arg for prefix, arg in FIXED_SIZE.items() if cfg.arch.startswith(prefix)),
                  None)

@@ -64,8 +64,8 @@ X, Y = arrays()
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    (spoilt(x_train=X[:20, 0]), r"x_train of shape \(20, 4, 4\); inputs are \(N, C, H, W\); "
-                                r"add the channel axis: x\[:, None\]"),
+    (spoilt(x_train=X[:20, 0]), (r"x_train of shape \(20, 4, 4\); inputs are \(N, C, H, W\); "
+                                 r"add the channel axis: x\[:, None\]")),
     (spoilt(x_val=X[20:].reshape(10, -1)), r"x_val of shape \(10, 16\); inputs are"),
     (spoilt(x_train=X[:20].astype(np.int64)), "x_train as torch.int64; inputs are floats"),
     (spoilt(x_train=X[:20].tolist()), "x_train as list; expected a torch tensor or numpy"),
@@ -82,8 +82,8 @@ X, Y = arrays()
     # uint8 pixels for training, the same pixels as 0..255 floats to score: 255x too bright
     (spoilt(x_train=(X[:20] * 255).astype(np.uint8), x_val=(X[20:] * 255).astype(np.float32)),
      r"splits of both uint8 and float inputs \(x_train uint8, x_val float"),
-    (spoilt(x_val=X[20:, :, :2], ), r"x_val of \(C, H, W\) \(1, 2, 4\) and x_train of "
-                                   r"\(1, 4, 4\); every split needs the same"),
+    (spoilt(x_val=X[20:, :, :2], ), (r"x_val of \(C, H, W\) \(1, 2, 4\) and x_train of "
+                                    r"\(1, 4, 4\); every split needs the same")),
 ])
 def test_what_would_fail_every_trial_is_one_line(data: Callable[[], Tensors],
                                                  message: str) -> None:

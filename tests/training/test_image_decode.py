@@ -67,6 +67,14 @@ WRITERS = {
     "palette.png": (_palette_with_byte_transparency, BLUE),  # the centre: index 1
     "sixteen_bit.png": (lambda p: _save(p, Image.fromarray(np.full((9, 9), 51400, np.uint16))),
                         (200, 200, 200)),
+    # PIL opens a 16-bit PGM as mode I (32-bit int), read as 16-bit like I;16
+    "sixteen_bit.pgm": (lambda p: _save(p, Image.fromarray(np.full((9, 9), 51400, np.uint16))),
+                        (200, 200, 200)),
+    # float TIFFs (mode F): PIL's conversion truncated a [0, 1] image to black
+    "float.tif": (lambda p: _save(p, Image.fromarray(np.full((9, 9), 0.5, np.float32))),
+                  (128, 128, 128)),
+    "float_bytes.tiff": (lambda p: _save(p, Image.fromarray(np.full((9, 9), 200, np.float32))),
+                         (200, 200, 200)),
     "cmyk.jpg": (lambda p: _save(p, Image.new("CMYK", (16, 16), (0, 255, 255, 0))), RED),
     "upper.JPG": (lambda p: _save(p, Image.new("RGB", (16, 16), BLUE)), BLUE),
     "mixed.JpEg": (lambda p: _save(p, Image.new("RGB", (16, 16), RED)), RED),
@@ -102,6 +110,22 @@ def test_sixteen_bit_grey_keeps_its_gradient_and_the_palette_its_colours(
     p = decode(_palette_with_byte_transparency(tmp_path / "p.png"), 16)
     assert _pixel(p, 4, 4) == WHITE and _pixel(p, 4, 12) == BLUE
     assert _pixel(p, 15, 4) == (127, 255, 127)  # green, half transparent, over white
+
+
+def test_float_images_are_scaled_from_zero_to_one_else_clipped(tmp_path: Path) -> None:
+    """A float TIFF of values in [0, 1] (numpy's `rand`, a normalised scan) decoded black:
+    PIL's conversion truncates it to 0..1 of 255."""
+    ramp = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (16, 1))
+    x = decode(_save(tmp_path / "unit.tif", Image.fromarray(ramp)), 16)
+    assert x[0, 8].tolist() == (ramp[0].astype(np.float64) * 255).round().astype(int).tolist()
+    wide = np.tile(np.linspace(-100, 400, 16, dtype=np.float32), (16, 1))
+    wide[0, 0] = np.nan
+    y = decode(_save(tmp_path / "wide.tif", Image.fromarray(wide)), 16)
+    assert y[0, 8].tolist() == wide[8].astype(np.float64).round().clip(0, 255).astype(int).tolist()
+    assert y[0, 0, 0] == 0  # NaN: black
+    noise = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    z = decode(_save(tmp_path / "noise.tif", Image.fromarray(noise)), 16)
+    assert 100 < z.float().mean() < 155  # about 127, not black
 
 
 def test_a_phone_photo_is_turned_upright_by_its_exif_orientation(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def test_stratified_seeded_splits_without_val_and_test_folders(folder: Path) -> 
     # no image in two splits
     rows = {tuple(x.flatten().tolist()) for x in (*a.x_train, *a.x_val, *a.x_test)}
     assert len(rows) == 60
-    assert "6 non-image file(s) skipped" in a.source and "into memory as uint8" in a.source
+    assert "6 non-image file(s) skipped (.txt x3, hidden x3)" in a.source
+    assert "into memory as uint8" in a.source
 
 
 def test_no_test_split_without_test_fraction(folder: Path) -> None:
@@ -215,8 +216,45 @@ def test_macos_junk_and_hidden_files_are_skipped_and_counted(tmp_path: Path) -> 
     _png(tmp_path / "__MACOSX" / "cat" / "._photo.png")        # not a class
     _png(tmp_path / ".hidden_class" / "x.png")
     layout = imagefolder.scan(tmp_path)
-    assert layout.classes == ["cat", "dog"] and layout.skipped == 8
+    assert layout.classes == ["cat", "dog"] and layout.skipped == {"hidden": 8}
     assert [p.name for p in layout.splits["train"].paths] == ["photo.jpg", "photo.jpg"]
+
+
+def test_netpbm_and_other_jpeg_extensions_are_images(tmp_path: Path) -> None:
+    """.pgm (in torchvision ImageFolder's list), .jfif and .jpe (JPEG), .pbm and .pnm were
+    skipped as non-images: a folder of them was a class without images."""
+    from PIL import Image
+
+    for name, mode in (("a.pgm", "L"), ("b.PBM", "1"), ("c.pnm", "RGB"), ("d.jfif", "RGB"),
+                       ("e.JPE", "RGB"), ("f.ppm", "RGB")):
+        for cls, colour in (("cat", (250, 250, 250)), ("dog", (0, 0, 0))):
+            (tmp_path / cls).mkdir(exist_ok=True)
+            Image.new("RGB", (12, 12), colour).convert(mode).save(tmp_path / cls / name)
+    layout = imagefolder.scan(tmp_path)
+    assert len(layout.splits["train"].paths) == 12 and not layout.skipped
+    data = load(_data(tmp_path, val_fraction=0.5))
+    x = torch.cat([data.x_train, data.x_val])
+    y = torch.cat([data.y_train, data.y_val])
+    assert bool((x[y == 0] > 240).all()) and bool((x[y == 1] < 10).all())  # decoded as drawn
+
+
+def test_the_data_line_names_what_was_skipped_by_extension(tmp_path: Path) -> None:
+    """It said only '12 non-image file(s) skipped': a user could not see that half their
+    photos (here .heic) were left out."""
+    write_folder(tmp_path, per_class=4, classes=2, odd_files=False)
+    for cls in ("circle", "square"):
+        for i in range(5):
+            _write(tmp_path / cls / f"IMG_{i}.HEIC", b"heic")
+        _write(tmp_path / cls / "README", b"notes")
+        _write(tmp_path / cls / ".DS_Store", b"\0\0\0\1Bud1")
+    assert imagefolder.scan(tmp_path).skipped == {".heic": 10, "hidden": 2, "no extension": 2}
+    data = load(_data(tmp_path))
+    assert ("14 non-image file(s) skipped (.heic x10, hidden x2, no extension x2);"
+            in data.source)
+    many = Counter({f".x{i}": 1 for i in range(7)})
+    assert imagefolder.skipped_summary(many, kinds=5) == (
+        "7 non-image file(s) skipped (.x0 x1, .x1 x1, .x2 x1, .x3 x1, .x4 x1, 2 more kind(s))")
+    assert imagefolder.skipped_summary(Counter()) == "0 non-image file(s) skipped"
 
 
 def test_any_case_of_extension_and_nested_folders_are_images(tmp_path: Path) -> None:

@@ -62,6 +62,29 @@ def test_weights_from_a_state_dict_file_replace_the_head(tmp_path: Path) -> None
     assert torch.equal(again.net.state_dict()["conv1.0.weight"], mine["conv1.0.weight"])
 
 
+@pytest.mark.parametrize("name", ["r18.ckpt", "r18.pth.tar", "r18_weights"])
+def test_a_weights_file_named_without_a_folder_is_a_file(name: str, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    """Only a path with a folder (`./r18.ckpt`) or a .pt/.pth/.bin name counted as a file:
+    `r18.ckpt` was refused as 'neither a file nor weights of ...'."""
+    from pipeline.config import with_absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    source = build_model(Model(arch=SMALL), (3, 16, 16), 7).net.state_dict()
+    # Lightning's layout: the network's keys under state_dict, named after its attribute
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.items()}}, tmp_path / name)
+    model = build_model(Model(arch=SMALL, weights=name), (3, 16, 16), 3)
+    assert torch.equal(model.net.state_dict()["conv1.0.weight"], source["conv1.0.weight"])
+    # made absolute for the trials, whose working folder is their own
+    exp = with_absolute_paths(validate({"name": "w", "model": {"arch": SMALL, "weights": name}}))
+    assert exp.model.weights == str(tmp_path / name)
+    (tmp_path / "trial").mkdir()
+    monkeypatch.chdir(tmp_path / "trial")
+    build_model(exp.model, (3, 16, 16), 3)
+    with pytest.raises(ConfigError, match=r"model.weights: no such file other.ckpt$"):
+        build_model(Model(arch=SMALL, weights="other.ckpt"), (3, 16, 16), 3)
+
+
 def test_weights_by_name_come_from_the_hub_cache_only(tmp_path: Path, monkeypatch) -> None:
     import torchvision.models
 
@@ -77,6 +100,35 @@ def test_weights_by_name_come_from_the_hub_cache_only(tmp_path: Path, monkeypatc
     assert torch.equal(model.net.state_dict()["conv1.0.weight"], reference["conv1.0.weight"])
     with pytest.raises(ConfigError, match="is neither a file nor weights of"):
         build_model(Model(arch=SMALL, weights="IMAGENET9K"), (3, 16, 16), 3)
+
+
+@pytest.mark.parametrize("arch", ["googlenet", "inception_v3"])
+def test_googlenet_and_inception_with_weights_transform_their_input(
+        arch: str, tmp_path: Path, monkeypatch) -> None:
+    """torchvision's builders turn transform_input on whenever they load weights (trained on
+    inputs in [-1, 1]); built with weights=None and loaded after, it stayed off."""
+    import torchvision.models
+
+    def inner(model) -> nn.Module:  # behind the input adapter when there is one
+        return model.net[-1] if isinstance(model.net, nn.Sequential) else model.net
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    reference = torchvision.models.get_model(arch, aux_logits=True, init_weights=False)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference.state_dict(),
+               tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1])
+    assert not inner(build_model(Model(arch=arch), (3, 16, 16), 3)).transform_input
+    named = build_model(Model(arch=arch, weights="IMAGENET1K_V1"), (3, 16, 16), 3)
+    assert inner(named).transform_input
+    # rebuilt for a checkpoint (nothing loaded): the network that was trained
+    rebuilt = build_model(Model(arch=arch, weights="IMAGENET1K_V1"), (3, 16, 16), 3,
+                          pretrained=False)
+    assert inner(rebuilt).transform_input
+    torch.save(reference.state_dict(), tmp_path / "copied.pth")  # the same weights by hand
+    from_file = build_model(Model(arch=arch, weights=str(tmp_path / "copied.pth")),
+                            (3, 16, 16), 3)
+    assert inner(from_file).transform_input
 
 
 def test_weight_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
