@@ -11,8 +11,12 @@ import shlex
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, load
+
+if TYPE_CHECKING:  # the registry imports torch and MLflow: only `best` needs them, at run time
+    from pipeline.results.registry import Champion
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 MAX_LINE = 500  # characters of a failure's one line
@@ -121,7 +125,22 @@ def _best(args: argparse.Namespace) -> None:
           f"Config (best_config.yaml of that run):\n{found.config_yaml.rstrip()}\n"
           f"Load it:\n  import mlflow\n  mlflow.set_tracking_uri({uri!r})\n"
           f"  model = mlflow.pytorch.load_model({found.uri!r}).eval()\n"
-          f"  logits = model(x)  # x: float32 tensor shaped like the input example")
+          f"  logits = model(x)  # x: float32 tensor shaped like the input example"
+          + _class_lines(found))
+
+
+def _class_lines(found: Champion, shown: int = 20) -> str:
+    """The class of each output (the version's `classes` tag), and how to name a prediction."""
+    classes = found.classes
+    if not classes:
+        return ""
+    listed = ", ".join(f"{i} {name}" for i, name in enumerate(classes[:shown]))
+    more = f", ... ({len(classes) - shown} more)" if len(classes) > shown else ""
+    return (f"\n  version = mlflow.MlflowClient().get_model_version_by_alias({found.name!r}, "
+            f"{found.uri.rsplit('@', 1)[1]!r})\n"
+            f"  classes = json.loads(version.tags['classes'])  # import json\n"
+            f"  predicted = [classes[i] for i in logits.argmax(1)]\n"
+            f"Classes (output index, name): {listed}{more}")
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ moves to it only when it beats the current champion on the sweep's metric, so
 """
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from pipeline.training.models import build_model
 from pipeline.training.normalize import to_unit
 
 ALIAS = "champion"
+CLASSES_TAG = "classes"
+"""On a version (and in its MLmodel's metadata): the JSON list of class names by output
+index; without them an image folder's model gave logits nobody could map back to folders."""
 EXAMPLE_ROWS = 4
 
 
@@ -41,6 +45,8 @@ class Champion:
     searched: str
     """The winning trial's searched values, `path=value` comma-separated."""
     config_yaml: str
+    classes: list[str] | None = None
+    """The class name of each output, by index (None: the data set named none)."""
 
     @property
     def uri(self) -> str:
@@ -59,11 +65,9 @@ def is_better(new: float, old: float, mode: str) -> bool:
 
 
 def load_network(exp: Experiment, checkpoint_dir: Path,
-                 data: datasets.Tensors | None = None) -> tuple[torch.nn.Module, np.ndarray]:
+                 data: datasets.Tensors) -> tuple[torch.nn.Module, np.ndarray]:
     """The best trial's network with its trained weights (on CPU, eval mode), and a few
-    validation inputs ([0, 1] floats) as the model's input example; `data`: the sweep's, else
-    loaded again."""
-    data = data if data is not None else datasets.load(exp.data, exp.seed)
+    validation inputs ([0, 1] floats) as the model's input example."""
     model = build_model(exp.model, data.input_shape, data.num_classes, data.mean, data.std,
                         pretrained=False)
     state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
@@ -156,6 +160,8 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
     made = client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
     if made:
         return promote(client, name, str(made[0].version), metric, exp.search.mode, value)
+    data = data if data is not None else datasets.load(exp.data, exp.seed)
+    classes = list(data.classes) if data.classes is not None else None
     logged = _logged_model(store, parent_run_id)
     if logged.status != LoggedModelStatus.READY:
         model, example = load_network(exp, checkpoint_dir, data)
@@ -170,7 +176,8 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
             mlflow.pytorch.save_model(
                 model, Path(folder) / "model", signature=infer_signature(example, output),
                 input_example=example, serialization_format="pickle",
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                metadata={"classes": classes} if classes else None)
             client.log_model_artifacts(logged.model_id, str(Path(folder) / "model"))
         client.finalize_logged_model(logged.model_id, "READY")
     _ensure_registered_model(client, name)
@@ -178,7 +185,8 @@ def register(store: tracking.Store, exp: Experiment, parent_run_id: str, checkpo
         name, _version_source(store, logged), run_id=parent_run_id, model_id=logged.model_id,
         tags={"metric": metric, f"best_{metric}": f"{value:.6g}",
               "searched": ", ".join(f"{path}={v}" for path, v in searched.items()
-                                    if not looks_secret(path, v))}).version
+                                    if not looks_secret(path, v)),
+              **({CLASSES_TAG: json.dumps(classes)} if classes else {})}).version
     return promote(client, name, str(version), metric, exp.search.mode, value)
 
 
@@ -193,5 +201,6 @@ def champion(tracking_uri: str, exp: Experiment) -> Champion | None:
     with tempfile.TemporaryDirectory() as folder:
         path = client.download_artifacts(found.run_id, "best_config.yaml", folder)
         config_yaml = Path(path).read_text()
+    classes = found.tags.get(CLASSES_TAG)
     return Champion(name, version, found.run_id, metric, value, found.tags.get("searched", ""),
-                    config_yaml)
+                    config_yaml, json.loads(classes) if classes else None)

@@ -41,6 +41,9 @@ class Tensors:
     std: tuple[float, ...] | None = None
     source: str = ""
     """One line saying what was loaded and how it is held (memory or streamed)."""
+    classes: tuple[str, ...] | None = None
+    """The class names by label index (an image folder's folder names), None when unknown:
+    the registered model records them, or its outputs could not be told apart."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -62,6 +65,13 @@ def _digits(cfg: Data) -> tuple[Arrays, Arrays | None]:
 
 
 MNIST_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+CLASS_NAMES = {
+    "digits": tuple(str(i) for i in range(10)), "mnist": tuple(str(i) for i in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck")}
+"""The built-in sets' class names (torchvision's), by label."""
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
@@ -187,9 +197,11 @@ def _builtin(cfg: Data, seed: int) -> Tensors:
         x_test, y_test = x_t[held], y_t[held]
     else:
         x_test = y_test = None
+    names = CLASS_NAMES.get(cfg.dataset)
     return Tensors(x_t[train], y_t[train], x_t[val], y_t[val], num_classes, x_test, y_test,
                    source=f"{cfg.dataset}: {len(train)} train / {n_val} val / "
-                          f"{0 if y_test is None else len(y_test)} test")
+                          f"{0 if y_test is None else len(y_test)} test",
+                   classes=names[:num_classes] if names else None)
 
 
 def _imagefolder(cfg: Data, seed: int) -> Tensors:
@@ -229,7 +241,7 @@ def _imagefolder(cfg: Data, seed: int) -> Tensors:
     counts = " / ".join(f"{len(ys[s]) if s in ys else 0} {s}" for s in imagefolder.SPLITS)
     loose = f", {layout.loose} image(s) outside class folders ignored" if layout.loose else ""
     return Tensors(xs["train"], ys["train"], xs["val"], ys["val"], len(layout.classes),
-                   xs.get("test"), ys.get("test"),
+                   xs.get("test"), ys.get("test"), classes=tuple(layout.classes),
                    source=f"imagefolder {cfg.root}: {len(layout.classes)} classes, {counts}, "
                           f"{size}x{size}, {imagefolder.skipped_summary(layout.skipped)}"
                           f"{loose}; {how}")

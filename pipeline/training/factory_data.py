@@ -161,6 +161,11 @@ def checked(data: Any, spec: str) -> Any:
         fields[f"x_{split}"] = x
         fields[f"y_{split}"] = _labels(y, f"y_{split}", len(x), num_classes, spec)
     _same_scale(fields, spec)
+    if data.classes is not None:
+        if len(data.classes) != num_classes:
+            raise ConfigError(f"data.factory: {spec} returned {len(data.classes)} class names "
+                              f"for num_classes {num_classes}; one name per class, by label")
+        fields["classes"] = tuple(str(name) for name in data.classes)
     _several_classes(fields["y_train"], spec)
     shape = tuple(fields["x_train"].shape[1:])
     for split in SPLITS[1:]:

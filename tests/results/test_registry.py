@@ -118,7 +118,7 @@ def test_load_network_rebuilds_a_torchvision_model_on_an_image_folder(tmp_path) 
     data = datasets.load(exp.data, exp.seed)
     trained = setup(exp, data).model.eval()
     torch.save({"model": trained.state_dict()}, tmp_path / STATE_FILE)
-    model, example = load_network(exp, tmp_path)
+    model, example = load_network(exp, tmp_path, data)
     assert example.dtype == "float32" and example.shape[1:] == (3, 16, 16)
     assert float(example.max()) <= 1.0
     x = torch.from_numpy(example)
@@ -185,3 +185,33 @@ def test_a_registered_model_loads_as_a_module_even_with_data_dependent_control_f
     assert torch.allclose(model(x), net(x), atol=1e-6)
     assert torch.allclose(model(x + 1), net(x + 1), atol=1e-6)  # the other branch
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_a_registered_model_names_its_classes(workdir, monkeypatch) -> None:
+    """An image folder's model gave logits nobody could map back to its folders: no class
+    names anywhere (found from outside). Now on the version, in its MLmodel and in `best`."""
+    import json
+
+    from bench.imagefolder_data import write_folder
+    from pipeline.results import registry
+
+    root = write_folder(workdir / "images", per_class=6, classes=3)
+    uri, _, _, data = _register(workdir, {
+        "data": {"dataset": "imagefolder", "root": str(root), "image_size": 16},
+        "model": {"arch": "cnn", "channels": 4, "hidden": 8}})
+    names = sorted(p.name for p in root.iterdir())
+    assert list(data.classes) == names
+    version = MlflowClient(uri).get_model_version_by_alias("elsewhere", "champion")
+    assert json.loads(version.tags["classes"]) == names
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert get_model_info("models:/elsewhere@champion").metadata == {"classes": names}
+    with open(workdir / "best_config.yaml", "w") as f:
+        f.write("name: elsewhere\n")
+    MlflowClient(uri).log_artifact(version.run_id, str(workdir / "best_config.yaml"))
+    from pipeline.config import Experiment
+
+    found = registry.champion(uri, Experiment(name="elsewhere"))
+    assert found.classes == names
+    lines = cli._class_lines(found).splitlines()
+    assert lines[-1] == "Classes (output index, name): " + ", ".join(
+        f"{i} {name}" for i, name in enumerate(names))

@@ -17,6 +17,7 @@ from pipeline.training.data import load
 def test_digits_is_split_reproducibly() -> None:
     a, b = load(Data(), seed=3), load(Data(), seed=3)
     assert a.input_shape == (1, 8, 8) and a.num_classes == 10
+    assert a.classes == tuple("0123456789")
     assert len(a.x_train) + len(a.x_val) == 1797
     assert len(a.x_val) == round(1797 * 0.2)
     assert torch.equal(a.y_val, b.y_val)
@@ -56,6 +57,7 @@ def test_mnist_layout_from_local_files(tmp_path: Path, dataset: str, folder: str
     assert tensors.input_shape == (1, 28, 28) and tensors.x_train.dtype == torch.uint8
     assert len(tensors.x_train) == 40 and len(tensors.x_val) == 10
     assert tensors.num_classes == 10 and tensors.y_train.dtype == torch.int64
+    assert tensors.classes[9] == ("Ankle boot" if dataset == "fashion_mnist" else "9")
     assert torch.equal(tensors.x_test[:, 0], torch.from_numpy(test_images.astype(np.uint8)))
 
 

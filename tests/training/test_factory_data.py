@@ -36,6 +36,8 @@ def test_numpy_float64_and_int32_come_back_as_the_built_ins_tensors() -> None:
     assert torch.equal(data.y_train, torch.from_numpy(y[:20]))
     assert np.allclose(data.x_val.numpy(), x[20:].astype(np.float32))
     assert data.num_classes == 3 and data.input_shape == (1, 4, 4)
+    assert data.classes is None
+    assert checked(from_numpy(classes=["a", "b", 3]), "f:g").classes == ("a", "b", "3")
 
 
 def test_uint8_inputs_and_a_streamed_set_are_kept_as_they_are() -> None:
@@ -82,6 +84,7 @@ X, Y = arrays()
     # uint8 pixels for training, the same pixels as 0..255 floats to score: 255x too bright
     (spoilt(x_train=(X[:20] * 255).astype(np.uint8), x_val=(X[20:] * 255).astype(np.float32)),
      r"splits of both uint8 and float inputs \(x_train uint8, x_val float"),
+    (spoilt(classes=("cat",)), r"1 class names for num_classes 3; one name per class"),
     (spoilt(x_val=X[20:, :, :2], ), (r"x_val of \(C, H, W\) \(1, 2, 4\) and x_train of "
                                     r"\(1, 4, 4\); every split needs the same")),
 ])
