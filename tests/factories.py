@@ -96,3 +96,19 @@ class _Gated(nn.Module):
 
 def gated_net(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return _Gated(tiny_net(cfg, input_shape, num_classes))
+
+
+class _HeadFirst(nn.Module):
+    """Registers its head before its backbone, as `__init__`s often do."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, num_classes)
+        self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(features, 16), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def head_first(cfg, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return _HeadFirst(int(np.prod(input_shape)), num_classes)

@@ -101,11 +101,14 @@ def build_model(cfg: Model, input_shape: tuple[int, ...], num_classes: int,
     """The configured network with its weights loaded (unless `pretrained` is off: a
     checkpoint is about to replace them) and its backbone frozen if asked."""
     net = _bare(cfg, input_shape, num_classes)
+    if cfg.weights is None and cfg.freeze != "backbone":
+        return Network(net, mean, std)
+    head = torchvision_models.head_name(net, input_shape)
     if cfg.weights is not None and pretrained:
         by_name = cfg.factory is None and cfg.arch not in ("mlp", "cnn")
-        torchvision_models.load_weights(net, cfg, cfg.arch if by_name else None)
+        torchvision_models.load_weights(net, cfg, cfg.arch if by_name else None, head)
     if cfg.freeze == "backbone":
-        torchvision_models.freeze_backbone(net)
+        torchvision_models.freeze_backbone(net, head)
     return Network(net, mean, std)
 
 

@@ -149,15 +149,36 @@ def build(cfg: Model, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
     return net
 
 
-def head_name(net: nn.Module) -> str:
+def head_name(net: nn.Module, input_shape: tuple[int, ...] | None = None) -> str:
     """The classifier head: the last Linear layer, else the last Conv2d. Per family (every
     model checked by bench/torchvision_coverage.py): `fc` (resnet, resnext, wide_resnet,
     regnet, shufflenet, googlenet, inception), `classifier.N` (alexnet, vgg, densenet, convnext,
     efficientnet, mobilenet, mnasnet; maxvit's `classifier.5`, after its pre-logits layer),
-    `heads.head` (vit), `head` (swin), squeezenet's 1x1 conv `classifier.1`."""
-    linear = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
-    conv = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
-    return (linear or conv)[-1]
+    `heads.head` (vit), `head` (swin), squeezenet's 1x1 conv `classifier.1`.
+
+    "Last" in the order the layers run, given `input_shape`: a user's network may register its
+    head before its backbone (`self.head` first in `__init__`), and by registration order its
+    backbone's last layer was taken for the head, trained alone, while the real head stayed
+    frozen at random. Without a shape, or when the pass fails, by registration order."""
+    layers = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    ran: list[str] = []
+    if input_shape is not None:
+        hooks = [m.register_forward_hook(lambda *_, name=name: ran.append(name))
+                 for name, m in layers]
+        was_training = net.training
+        try:
+            with torch.no_grad():
+                net.eval()(torch.zeros(1, *input_shape))
+        except (RuntimeError, ValueError, AssertionError):
+            ran = []  # models.check says why, in its own words
+        finally:
+            net.train(was_training)
+            for hook in hooks:
+                hook.remove()
+    kinds = dict(layers)
+    order = ran or [name for name, _ in layers]
+    linear = [name for name in order if isinstance(kinds[name], nn.Linear)]
+    return (linear or order)[-1]
 
 
 def _hub_state_dict(arch: str, name: str) -> dict[str, torch.Tensor]:
@@ -232,14 +253,16 @@ def _fitting(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], prefi
     return fitting, mismatched, unplaced
 
 
-def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
+def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None,
+                 head: str | None = None) -> int:
     """Copy every tensor of the weights whose name and shape match into net, except the
-    classifier head's (replaced for the data set's classes); returns how many were copied."""
+    classifier head's (`head`, else `head_name`'s; replaced for the data set's classes);
+    returns how many were copied."""
     if cfg.weights_file or arch_for_names is None:
         state = _file_state_dict(cfg.weights)
     else:
         state = _hub_state_dict(arch_for_names, cfg.weights)
-    own, head = net.state_dict(), head_name(net) + "."
+    own, head = net.state_dict(), (head or head_name(net)) + "."
     prefix = "1." if getattr(net, "adapted", False) else ""
     in_backbone = lambda k: k.startswith(prefix) and not k.startswith(head)
     fitting, mismatched, unplaced = _fitting(state, own, prefix)
@@ -279,10 +302,11 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None) -> int:
     return len(matched)
 
 
-def freeze_backbone(net: nn.Module) -> None:
-    """Only the classifier head keeps training; the backbone's batch-norm statistics stay as
-    loaded too (`models.Network.train` keeps those layers in eval mode)."""
-    head = head_name(net) + "."
+def freeze_backbone(net: nn.Module, head: str | None = None) -> None:
+    """Only the classifier head (`head`, else `head_name`'s) keeps training; the backbone's
+    batch-norm statistics stay as loaded too (`models.Network.train` keeps those layers in
+    eval mode)."""
+    head = (head or head_name(net)) + "."
     # an input adapter mapping 4+ channels to three is new, like the head: frozen at its
     # initial value it passed the first three channels on and dropped the rest for good
     adapter = "0." if getattr(net, "adapted", False) else None

@@ -16,7 +16,7 @@ from pipeline.training.data import Tensors
 from pipeline.training.data import load as load_data
 from pipeline.training.loop import fit, score_test_split
 from pipeline.training.models import build_model, check
-from tests.factories import tiny_net
+from tests.factories import head_first, tiny_net
 
 from ..conftest import write_experiment
 
@@ -210,3 +210,20 @@ def test_load_checked_tries_every_searched_weights_value(tmp_path: Path) -> None
                                                           str(tmp_path / "gone.pt")]}}}})
     with pytest.raises(ConfigError, match=f"^model.weights: no such file.*{tmp_path}/gone.pt"):
         study.load_checked(exp)
+
+
+def test_a_frozen_factory_network_trains_the_layer_its_forward_ends_with(tmp_path: Path) -> None:
+    """By registration order the backbone's last Linear was taken for the head of a network
+    that registers `self.head` first: that layer trained alone, the real head stayed frozen at
+    random, and the weights file's backbone layer was skipped as "head" (found from outside)."""
+    from pipeline.config import Model
+    from pipeline.training.models import build_model
+
+    torch.save(head_first(None, (1, 4, 4), 2).state_dict(), tmp_path / "w.pt")
+    cfg = Model(factory="tests.factories:head_first", weights=str(tmp_path / "w.pt"),
+                freeze="backbone")
+    model = build_model(cfg, (1, 4, 4), 2)
+    trainable = {name for name, p in model.net.named_parameters() if p.requires_grad}
+    assert trainable == {"head.weight", "head.bias"}
+    saved = torch.load(tmp_path / "w.pt")
+    assert torch.equal(model.net.backbone[1].weight, saved["backbone.1.weight"])
