@@ -222,6 +222,9 @@ def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ConfigError(f"model.weights: {path} holds a {type(state).__name__}, not a "
                           "state dict")
+    # SWA's / EMA's AveragedModel: the network under module., beside its step counter
+    if "n_averaged" in state and any(k.startswith("module.") for k in state):
+        state = {k: v for k, v in state.items() if k != "n_averaged"}
     # a network saved from inside a wrapper names every key after it: DataParallel / DDP
     # (module.), torch.compile (_orig_mod.), a Lightning module's attribute (model.)
     while state and (prefix := next((p for p in WRAPPER_PREFIXES
@@ -268,8 +271,12 @@ def load_weights(net: nn.Module, cfg: Model, arch_for_names: str | None,
     fitting, mismatched, unplaced = _fitting(state, own, prefix)
     matched = {k: v for k, v in fitting.items() if not k.startswith(head)}
     if not matched:
+        # a wrapper's prefix (AveragedModel's `module.`, `backbone.`, a dict under `net`) is
+        # the usual cause: the first names of both show it
+        theirs, ours = next(iter(state), "none"), next(iter(own), "none")
         raise ConfigError(f"model.weights: none of the {len(state)} tensors of "
-                          f"{cfg.weights} fit model.arch {cfg.arch}")
+                          f"{cfg.weights} fit model.arch {cfg.arch} (the file's names start "
+                          f"{theirs!r}, the model's {ours!r})")
     # a backbone tensor of another shape (a ViT's position embeddings for another image size,
     # a resnet's CIFAR stem) would stay random, silently: the weights are of another variant
     wrong = [(name, key) for name, key in mismatched if in_backbone(name)]

@@ -143,6 +143,16 @@ def test_weight_files_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="none of the 1 tensors"):
         build_model(Model(arch=SMALL, weights=str(tmp_path / "other.pt")), (3, 16, 16), 3)
+    # a prefix of the user's own: the first names of both say so
+    net = build_model(Model(arch=SMALL), (3, 16, 16), 3).net
+    torch.save({f"backbone.{k}": v for k, v in net.state_dict().items()}, tmp_path / "bb.pt")
+    with pytest.raises(ConfigError, match=r"the file's names start 'backbone\.conv1\.0\.weight', "
+                                          r"the model's 'conv1\.0\.weight'"):
+        build_model(Model(arch=SMALL, weights=str(tmp_path / "bb.pt")), (3, 16, 16), 3)
+    # SWA's / EMA's AveragedModel: the network under `module.`, beside its counter, loads
+    torch.save(torch.optim.swa_utils.AveragedModel(net).state_dict(), tmp_path / "swa.pt")
+    loaded = build_model(Model(arch=SMALL, weights=str(tmp_path / "swa.pt")), (3, 16, 16), 3)
+    assert torch.equal(loaded.net.conv1[0].weight, net.conv1[0].weight)
     stem_only = {k: v for k, v in build_model(Model(arch=SMALL), (3, 16, 16), 3).net
                  .state_dict().items() if k.startswith("conv1.")}
     torch.save(stem_only, tmp_path / "stem.pt")
