@@ -282,7 +282,7 @@ def _drive(exp: Experiment, exp_file: Path | None, ctx: SweepContext, store: tra
     except KeyboardInterrupt as stop:
         tracking.close_sweep(store, sweep.parent_run_id, "KILLED")
         raise stopping.Interrupted(
-            f"sweep {sweep.name} stopped before every trial finished; continue it with "
+            f"sweep {sweep.name} stopped before it finished; continue it with "
             "--resume", getattr(stop, "signum", (signals or [signal.SIGINT])[0])) from None
     except BaseException:
         tracking.close_sweep(store, sweep.parent_run_id, "FAILED")

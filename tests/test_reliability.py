@@ -276,7 +276,7 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     sweep = parent_run().data.tags[study.SWEEP_TAG]
     assert err.strip().splitlines() == [
         stopping.STOPPING,
-        f"interrupted: sweep {sweep} stopped before every trial finished; continue it with --resume"]
+        f"interrupted: sweep {sweep} stopped before it finished; continue it with --resume"]
     assert {r.info.status for r in child_runs()} == {"KILLED"}
     assert parent_run().info.status == "KILLED"
 
@@ -346,8 +346,8 @@ def stopped_before_its_first_trial(code: int, err: str) -> None:
     """SIGTERMed: exit 143, one line saying how to go on, the sweep KILLED without trials."""
     assert code == 143, err[-2000:]
     assert err.strip().splitlines()[-1] == (
-        f"interrupted: sweep {parent_run().data.tags[study.SWEEP_TAG]} stopped before every "
-        "trial finished; continue it with --resume")
+        f"interrupted: sweep {parent_run().data.tags[study.SWEEP_TAG]} stopped before it "
+        "finished; continue it with --resume")
     assert parent_run().info.status == "KILLED" and not child_runs()
 
 
