@@ -105,9 +105,31 @@ def _moved(sweep: Sweep, storage_path: str, store: tracking.Store) -> Sweep:
     return sweep
 
 
+def _note_unfinished(name: str, store: tracking.Store) -> None:
+    """A new sweep while the last one of the experiment never finished: said, since
+    `--resume` would continue it. One left RUNNING by a SIGKILLed driver (no process holds its
+    lock) is marked KILLED: it stayed RUNNING for good, the UI showing it as live."""
+    run = _latest_sweep(name, store)
+    if run is None or run.info.status not in ("RUNNING", "KILLED"):
+        return
+    tags = run.data.tags
+    path = f"{tags['storage_path'].rstrip('/')}/{tags[SWEEP_TAG]}"
+    if run.info.status == "RUNNING":
+        try:
+            with sweep_lock.held(tags[SWEEP_TAG], path):
+                store.client.set_terminated(run.info.run_id, "KILLED")
+        except ConfigError:  # its driver runs now
+            print(f"Note: sweep {tags[SWEEP_TAG]} of {name!r} is running now; this starts "
+                  "another beside it")
+            return
+    print(f"Note: sweep {tags[SWEEP_TAG]} (MLflow run {run.info.run_id}) stopped before it "
+          "finished; this starts a new sweep (--resume would continue that one)")
+
+
 def locate(exp: Experiment, ctx: SweepContext, store: tracking.Store, resume: bool) -> Sweep:
     """A new sweep, or (with resume) the latest one of this experiment with its parent run."""
     if not resume:
+        _note_unfinished(exp.name, store)
         name = storage.claim(ctx.storage_path, f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         return Sweep(name, ctx.storage_path)
     run = _latest_sweep(exp.name, store)

@@ -74,3 +74,24 @@ def test_a_sweep_moved_to_another_storage_path_is_resumed_there(tmp_path: Path, 
     assert study.locate(exp, Where(elsewhere), store, resume=True).storage_path == str(moved)
     assert f"not under storage.path {elsewhere}; resuming it where it started" in \
         capsys.readouterr().out
+
+
+def test_a_new_sweep_says_when_the_last_one_never_finished(tmp_path: Path, capsys) -> None:
+    """A SIGKILLed sweep stayed RUNNING for good once a new one started, and nothing said that
+    --resume would have continued it (found from outside)."""
+    from pipeline.execution import sweep_lock
+
+    store = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "shared", str(tmp_path))
+    where, exp = Where(str(tmp_path / "ray_results")), Experiment(name="foo")
+    killed = sweep_run(store, "foo-20261204-101010")  # its driver SIGKILLed: left RUNNING
+    study.locate(exp, where, store, resume=False)
+    assert store.client.get_run(killed).info.status == "KILLED"
+    assert "Note: sweep foo-20261204-101010 (MLflow run" in capsys.readouterr().out
+    live = sweep_run(store, "foo-20261204-101011")
+    with sweep_lock.held("foo-20261204-101011", f"{STORED}/foo-20261204-101011"):
+        study.locate(exp, where, store, resume=False)
+    assert store.client.get_run(live).info.status == "RUNNING"
+    assert "is running now; this starts another beside it" in capsys.readouterr().out
+    tracking.close_sweep(store, live, "FINISHED")
+    study.locate(exp, where, store, resume=False)
+    assert capsys.readouterr().out == ""
