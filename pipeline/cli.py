@@ -81,12 +81,13 @@ def _print_outcome(outcome, exp_file: Path, overrides: list[str]) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from pipeline import study
+    from pipeline.execution import sweeps
     from pipeline.execution.stopping import Interrupted
 
     exp = load(args.experiment, args.overrides)
     try:
         outcome = study.run(exp, args.experiment, resume=args.resume)
-    except study.AlreadyFinished as done:
+    except sweeps.AlreadyFinished as done:
         print(done)
         return 0
     except KeyboardInterrupt as stop:

@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline import context, lr_stage, study
 from pipeline.config import LR_RANGE, ConfigError, Experiment
 from pipeline.context import SweepContext
-from pipeline.execution import stopping
+from pipeline.execution import stopping, sweeps
 from pipeline.results import plots, report, tracking
 from pipeline.results.edges import interval
 from pipeline.search.space import trial_count
@@ -202,7 +202,7 @@ def run(exp: Experiment, exp_file: Path | None, searchers: list[str], budget: in
                           f"over half the budget; {arm_exp.search.bayes.n_initial_points} here",
                           flush=True)
                 outcome = study.run(arm_exp, exp_file, register=False,
-                                    tags={study.ARM_TAG: run_id})
+                                    tags={sweeps.ARM_TAG: run_id})
                 report.nest(store, outcome.parent_run_id, run_id)
                 arms.append(Arm(searcher, seed, outcome))
     except stopping.Interrupted as stop:

@@ -266,7 +266,7 @@ def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: i
     """A terminal's Ctrl-C and hang-up (SIGINT, SIGHUP to its whole process group, Ray's
     local processes included unless they are kept out of it) and a container stop (SIGTERM to
     the driver) all stop a sweep the same way: state saved, runs KILLED, our lines only."""
-    exp_file = custom(workdir, "slow_steps", params="{steps: 8, step_s: 0.5}", num_samples=2)
+    exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
     first = Cli(workdir, str(exp_file))
     wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
              while_running=first)

@@ -171,7 +171,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 
-
 def safe_params(config: dict[str, Any]) -> list[Param]:
     """Flattened params with anything that looks like a secret left out."""
     return [Param(key, str(value)[:6000]) for key, value in flatten(config).items()
@@ -262,7 +261,6 @@ def record_sweep_config(store: Store, run_id: str, exp: Experiment,
         client.log_text(run_id, yaml.safe_dump(redact(raw), sort_keys=False), exp_file.name)
 
 
-
 def child_run_ids(store: Store, parent_run_id: str) -> dict[str, str]:
     """Trial id -> MLflow run id of a sweep's child runs."""
     runs = store.client.search_runs([store.experiment_id],
@@ -285,9 +283,8 @@ def log_files(store: Store, run_id: str, paths: Iterable[Path], folder: str | No
 
 
 def log_metrics(store: Store, run_id: str, values: dict[str, float], once: bool = False) -> None:
-    """Step-0 values; `once`: a summary's, so those the run already has are left as they are
-    (the summary of a sweep stopped in the middle of it runs again on resume, on the same
-    trials, and logged every value a second time)."""
+    """Step-0 values; `once`: a summary's, those the run already has left as they are (a
+    summary stopped midway runs again on resume, on the same trials: each value twice)."""
     if once:
         present = store.client.get_run(run_id).data.metrics
         values = {key: value for key, value in values.items() if key not in present}

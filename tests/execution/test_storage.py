@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pipeline.execution import storage
 
 from ..conftest import ROOT, local_store, write_experiment
 from ..services import aws_env, free_port, moto_endpoint, ray_tmpdir  # noqa: F401  (fixtures)
+from ..sweep_process import wait_for
 
 
 @pytest.fixture
@@ -67,31 +69,37 @@ def _tune(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 def test_sweep_on_s3_keeps_results_checkpoints_and_artifacts_there_and_resumes(
         workdir: Path, s3, moto_endpoint: str, ray_tmpdir: Path) -> None:  # noqa: F811
     s3.create_bucket(Bucket="sweeps")
-    (workdir / "markers").mkdir()
-    write_experiment(workdir, f"""
+    write_experiment(workdir, """
 name: on-s3
-trainable: tests.trainables:crashes_after_first_checkpoint
-params: {{x: 0.0, steps: 3, step_s: 0.0, marker_dir: {workdir / 'markers'}}}
-storage: {{path: s3://sweeps/results}}
+trainable: tests.trainables:slow_steps
+params: {x: 0.0, steps: 6, step_s: 1.0}
+storage: {path: s3://sweeps/results}
 search:
   searcher: grid
   num_samples: 1
   metric: score
   mode: max
   space:
-    params.x: {{grid: [1.0, 2.0]}}
+    params.x: {grid: [1.0, 2.0]}
 """)
     env = {**os.environ, **aws_env(moto_endpoint), "PYTHONPATH": str(ROOT),
            "RAY_TMPDIR": str(ray_tmpdir)}
-    crashed = _tune(workdir, env)
-    assert crashed.returncode == 0, crashed.stderr[-3000:]
-    assert "2 trial(s) failed" in crashed.stdout
-    assert not (workdir / "ray_results").exists()
+    first = subprocess.Popen([sys.executable, "-m", "pipeline", "tune", "exp.yaml"], cwd=workdir,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="sweeps")["Contents"]]
-    (sweep,) = {k.split("/")[1] for k in keys if k.startswith("results/on-s3-")}
-    assert any(k.startswith(f"results/{sweep}/experiment_state") for k in keys)
-    assert sum("/checkpoint_000000/step" in k for k in keys) == 2
+    def keys() -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket="sweeps").get("Contents", [])]
+
+    try:  # stopped once both trials have a checkpoint on S3
+        wait_for(lambda: sum("/checkpoint_000000/step" in k for k in keys()) == 2,
+                 timeout_s=180, every_s=0.2)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 143, err[-3000:]
+    assert not (workdir / "ray_results").exists()
+    (sweep,) = {k.split("/")[1] for k in keys() if k.startswith("results/on-s3-")}
+    assert any(k.startswith(f"results/{sweep}/experiment_state") for k in keys())
 
     resumed = _tune(workdir, env, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -105,7 +113,7 @@ search:
     for kid in kids:
         assert kid.info.status == "FINISHED"
         steps = [m.value for m in client.get_metric_history(kid.info.run_id, "step_seen")]
-        assert steps == [1, 2, 3]  # step 1 once: the resumed trial began at its S3 checkpoint
+        assert steps == [1, 2, 3, 4, 5, 6]  # each once: resumed from its S3 checkpoint
     (parent,) = client.search_runs([experiment.experiment_id], f"tags.`pipeline.sweep` = '{sweep}'")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="sweeps", Prefix="results/mlartifacts/")
             ["Contents"]]
