@@ -6,6 +6,7 @@ tables; this prints only the searched values, the metric and the best so far.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ class Progress(tune.Callback):
 
     def _count_best(self, trial: Any) -> float | None:
         value = self._trial_best(trial)
-        if value is not None and (self.best is None or (value < self.best) == (self.mode == "min")):
+        if value is not None and math.isfinite(value) and (  # inf: diverged, never the best
+                self.best is None or (value < self.best) == (self.mode == "min")):
             self.best = value
         return value
 

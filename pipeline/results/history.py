@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from ray import tune
 
@@ -76,11 +77,15 @@ def trials_table(frames: dict[str, tuple[pd.DataFrame, dict[str, Any]]],
     """One row per trial at its best epoch: searched values and metrics, best trial first."""
     rows = []
     for trial_id, (frame, config) in frames.items():
-        values = frame[search.metric]
-        best = frame.loc[values.idxmin() if search.mode == "min" else values.idxmax()]
+        # NaN or inf is no score (a diverged trial's): `inf` under mode max was the best
+        values = pd.to_numeric(frame[search.metric], errors="coerce")
+        values = values.where(np.isfinite(values))
+        scored = values.notna().any()
+        best = frame.loc[(values.idxmin() if search.mode == "min" else values.idxmax())
+                         if scored else frame.index[-1]]
         row: dict[str, Any] = {"trial_id": trial_id}
         row.update({path: get_path(config, path) for path in search.space})
-        row[search.metric] = float(best[search.metric])
+        row[search.metric] = float(values[best.name]) if scored else float("nan")
         row["best_epoch"] = int(best["training_iteration"])
         row["time_total_s"] = float(frame["time_total_s"].iloc[-1])
         row.update({m: float(best[m]) for m in EXTRA_METRICS
@@ -89,7 +94,8 @@ def trials_table(frames: dict[str, tuple[pd.DataFrame, dict[str, Any]]],
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows)
-    return table.sort_values(search.metric, ascending=search.mode == "min").reset_index(drop=True)
+    return table.sort_values(search.metric, ascending=search.mode == "min",
+                             na_position="last").reset_index(drop=True)
 
 
 def history(frames: dict[str, tuple[pd.DataFrame, dict[str, Any]]], metric: str) -> pd.DataFrame:

@@ -168,7 +168,7 @@ def summarise(exp: Experiment, pricing: cost.Pricing, sweep_name: str, parent_ru
     spent = log_costs(exp, pricing, store, parent_run_id, results, table)
     outcome = Outcome(sweep_name, parent_run_id, store, s.metric, None, None, {}, table, failed,
                       fit_s, spent)
-    if table.empty:
+    if table.empty or pd.isna(table.iloc[0][s.metric]):  # no trial scored a finite value
         return outcome
     best_row = table.iloc[0]
     # the table's best trial (its results may come from MLflow), not Ray's own pick: the tag,

@@ -39,3 +39,10 @@ def test_a_new_sweep_prints_nothing_before_its_first_trial(capsys) -> None:
     progress = Progress("val_loss", "min", ["train.lr"], total=2)
     progress.on_step_begin(0, [Trial("a", "PENDING"), Trial("b", "RUNNING")])
     assert capsys.readouterr().out == ""
+
+
+def test_an_infinite_score_is_never_the_best_so_far(capsys) -> None:
+    progress = Progress("val_loss", "max", ["train.lr"], total=2)
+    progress.on_step_begin(0, [Trial("a", "TERMINATED", float("inf")),
+                               Trial("b", "TERMINATED", 0.5)])
+    assert capsys.readouterr().out.strip().endswith("best val_loss so far: 0.5")
