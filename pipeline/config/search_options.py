@@ -1,7 +1,7 @@
 """The `search` section: searcher, scheduler, the space, and each strategy's options."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -39,7 +39,7 @@ class Bayes(Strict):
     below Hartmann6 0.0009 against 0.0031 with 0.01; Branin unchanged (0.0003)."""
     kappa: float = Field(1.96, ge=0.0)
     """Exploration weight of LCB (skopt's default)."""
-    noise: Literal["gaussian"] | float = "gaussian"
+    noise: Literal["gaussian"] | Annotated[float, Field(gt=0.0)] = "gaussian"
     """GP noise: "gaussian" fits it (under `gp_prior` a Gamma(1.1, 30) prior keeps it small),
     a number fixes it. Fitted: Hartmann6 0.0031 against 0.0056 at 1e-10, Branin 0.0004
     against 0.0069; a little noise smooths the fit. Running trials still never coincide: the

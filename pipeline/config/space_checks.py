@@ -116,6 +116,11 @@ def check_space(exp: Experiment) -> None:
                 raise ConfigError(f"search.space.{path}.{kind}: draws fractional values, and "
                                   f"{path} takes whole numbers; use randint: [low, high] or "
                                   "choice") from None
+        labels = [str(value) for value in domain_values(domain)] \
+            if isinstance(domain, dict) and ("choice" in domain or "grid" in domain) else []
+        if len(set(labels)) != len(labels):  # the searcher tells choices apart by their text
+            raise ConfigError(f"search.space.{path}: choices {domain_values(domain)} do not "
+                              "print distinctly (1 and '1'?); keep one of each")
         for value in domain_values(domain):
             try:
                 exp.with_values({path: value})
@@ -128,7 +133,11 @@ def check_space(exp: Experiment) -> None:
                           "(and the built-in trial, which the range test trains)")
     for i, point in enumerate(exp.search.points_to_evaluate):
         for path, value in point.items():
-            if path == "_result":
+            if path == "_result":  # a known score: a number (a string was a silent failure)
+                if isinstance(value, bool) or not isinstance(value, int | float) or \
+                        not math.isfinite(value):
+                    raise ConfigError(f"search.points_to_evaluate[{i}]._result: the known "
+                                      f"score of that point, a finite number; got {value!r}")
                 continue
             where = f"search.points_to_evaluate[{i}].{path}"
             if path not in exp.search.space:

@@ -146,6 +146,13 @@ BAD_OVERRIDES = [
      "search.space.model.dropout: model.arch resnet50 does not read dropout"),
     (["search.space.model.arch={choice: [cnn, resnet18]}", "search.space.model.depth={grid: [1]}"],
      "model.arch cnn, resnet18 does not read depth"),
+    # held-out probes of the bayes searcher: accepted, then meaning nothing or failing late
+    (["search.bayes.noise=-1"], "search.bayes.noise"),
+    (["search.points_to_evaluate=[{train.lr: 0.01, _result: abc}]"],
+     "search.points_to_evaluate[0]._result: the known score of that point, a finite number"),
+    (["search.points_to_evaluate=[{train.lr: 0.01, _result: .nan}]"], "_result: the known score"),
+    (["search.space={params.x: {choice: [1, '1']}}"],
+     "search.space.params.x: choices [1, '1'] do not print distinctly"),
 ]
 
 
