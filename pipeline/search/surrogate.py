@@ -83,7 +83,12 @@ def warm_gp(template: GaussianProcessRegressor, last: GaussianProcessRegressor |
         return estimator
     kernel = copy.deepcopy(last.kernel_)
     has_white, white_param = _param_for_white_kernel_in_Sum(kernel)
-    if has_white:  # skopt zeroed the fitted noise for prediction: start from its fitted level
+    if has_white and isinstance(template.noise, int | float):
+        # a fixed noise (search.bayes.noise: a number) stays fixed: a free one here made it a
+        # fitted one from the second fit on
+        kernel.set_params(**{white_param: WhiteKernel(float(template.noise),
+                                                      noise_level_bounds="fixed")})
+    elif has_white:  # skopt zeroed the fitted noise for prediction: start from its fitted level
         low, high = WhiteKernel().noise_level_bounds  # the bounds skopt's fit gives it
         kernel.set_params(**{white_param: WhiteKernel(float(np.clip(last.noise_ or low, low,
                                                                     high)))})

@@ -149,3 +149,21 @@ def test_beyond_retune_from_hyperparameters_wait_for_growth():
     grown = int(np.ceil(RETUNE_FROM * (1 + RETUNE_GROWTH)))
     refits.fit(template, held, X[:grown], y[:grown], rng)
     assert refits.tuned_at == grown
+
+
+@pytest.mark.parametrize("gp_prior", [True, False])
+def test_a_fixed_noise_stays_fixed_through_warm_refits(gp_prior: bool):
+    """search.bayes.noise: 0.5 held for the first fit only: the warm refits freed it (0.5,
+    then 0.0035, 0.0031, ... as if "gaussian"; found from outside)."""
+    from pipeline.search.surrogate import warm_gp
+
+    template = gp_estimator(DIMS, Bayes(noise=0.5, gp_prior=gp_prior), 0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(16, len(DIMS)))
+    y = np.sin(6 * x[:, 0]) + x[:, 1]
+    last = None
+    for n in (8, 12, 16):
+        gp = warm_gp(template, last, restart=False)
+        gp.fit(x[:n], y[:n])
+        assert gp.noise_ == pytest.approx(0.5)
+        last = gp
