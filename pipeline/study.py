@@ -250,9 +250,9 @@ def _metric_not_reported(error: TuneError, metric: str) -> ConfigError | None:
     its message: one line instead, naming the field."""
     if "did not include the specified metric" not in str(error):
         return None
-    return ConfigError(f"search.metric: a trial reported no {metric!r}; report it "
-                       f"(tune.report({{{metric!r}: ...}})) or set search.metric to a metric "
-                       "the trainable reports")
+    return ConfigError(f"search.metric: a trial's report lacked {metric!r}; every "
+                       f"tune.report needs it (tune.report({{{metric!r}: ...}}), each step), "
+                       "or set search.metric to a metric the trainable always reports")
 
 
 def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:

@@ -93,9 +93,9 @@ def test_a_sweep_without_a_finished_trial_fails_with_one_line(workdir: Path, ray
     exp_file = custom(workdir, "quadratic", num_samples=2, name="other")
     assert cli.main(["tune", str(exp_file), "--set", "search.metric=loss"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [("error: search.metric: a trial reported no 'loss'; report it "
-                    "(tune.report({'loss': ...})) or set search.metric to a metric the "
-                    "trainable reports")]
+    assert err == [("error: search.metric: a trial's report lacked 'loss'; every tune.report "
+                    "needs it (tune.report({'loss': ...}), each step), or set search.metric to "
+                    "a metric the trainable always reports")]
 
 
 @pytest.mark.slow
