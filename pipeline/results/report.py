@@ -69,8 +69,10 @@ def log_costs(exp: Experiment, pricing: cost.Pricing, store: tracking.Store,
     metric = exp.search.metric
     best_by_trial = dict(zip(table.get("trial_id", []), table.get(metric, [])))
     run_ids = tracking.child_run_ids(store, parent_run_id)
-    # a summary run before (stopped midway): each value once (a lookup per child otherwise)
-    again = "trial_hours" in store.client.get_run(parent_run_id).data.metrics
+    # a summary run before (stopped midway, maybe among the children): each value once
+    logged = {r.data.tags.get("trial_id"): set(r.data.metrics) for r in store.client.search_runs(
+        [store.experiment_id], f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}'",
+        max_results=10_000)}
     costs = []
     for result in results:
         trial_cost = pricing.trial(result.metrics)
@@ -81,7 +83,9 @@ def log_costs(exp: Experiment, pricing: cost.Pricing, store: tracking.Store,
                       "cost_usd": trial_cost.usd}
             if trial_id in best_by_trial:
                 values[f"best_{metric}"] = best_by_trial[trial_id]
-            tracking.log_metrics(store, run_ids[trial_id], values, once=again)
+            values = {k: v for k, v in values.items() if k not in logged.get(trial_id, ())}
+            if values:
+                tracking.log_metrics(store, run_ids[trial_id], values)
     spent = cost.totals(costs)
     tracking.log_metrics(store, parent_run_id, {"trial_hours": spent.trial_hours,
                                                 "gpu_hours": spent.gpu_hours,
