@@ -104,6 +104,24 @@ def test_warping_keeps_the_order_and_evens_out_a_long_tail():
     assert np.array_equal(warp_outputs(np.ones(5), "yeo-johnson"), np.ones(5))  # no spread
 
 
+@pytest.mark.parametrize("outlier", [1e3, 1e6, 1e30, 1e300])
+@pytest.mark.parametrize("count", [1, 5])
+def test_huge_bad_values_do_not_flatten_the_good_ones(outlier: float, count: int):
+    """One diverged trial (or a diverging region, a quarter of the trials) at 1e3-1e300
+    against losses 0-1: standardising first squeezed the good values to within 1e-3 of each
+    other and the search lost its basin."""
+    from pipeline.search.surrogate import tame_outliers, warp_outputs
+    good = np.linspace(0.0, 1.0, 15)
+    y = np.concatenate([good, np.full(count, outlier), [outlier * 0.5]])
+    warped = warp_outputs(y, "yeo-johnson")
+    assert np.all(np.diff(warped[:15]) > 0) and warped[15] > warped[14]  # order kept
+    assert np.ptp(warped[:15]) > 0.25 * np.ptp(warped)  # the good values keep their spread
+    assert warped[-1] < warped[15]  # outliers stay ordered among themselves
+    assert np.array_equal(tame_outliers(good), good)  # nothing far: untouched
+    tail = np.exp(np.random.default_rng(0).normal(0, 1, size=60))  # lognormal: mild tail
+    assert np.mean(tame_outliers(tail) != tail) < 0.05
+
+
 def test_the_gp_is_fitted_to_the_warped_observations():
     from pipeline.search.acquisition import make_optimizer
     from pipeline.search.surrogate import warp_outputs
