@@ -166,11 +166,13 @@ def warp_outputs(y: np.ndarray, method: str, power: float | None = None) -> np.n
     return (warped - warped.mean()) / (warped.std() or 1.0)
 
 
-OUTLIER_FENCE = 5.0
-"""Bad-side values beyond the median plus this many scales (`tame_outliers`) are pulled in:
-with the scale twice the median's distance to the first quartile (the interquartile range of
-a symmetric set), that is 6.7 standard deviations of a normal set, the top 1% of an
-exponential one, and leaves a merely long tail (Branin's 0.4 to 300) nearly alone."""
+OUTLIER_FENCE = 20.0
+"""Bad-side values beyond the median plus this many scales (`tame_outliers`) are pulled in;
+the scale is twice the median's distance to the first quartile (the interquartile range of
+a symmetric set). The warping alone copes with a value 10 scales out and fails at 1000; at
+5 the fence also caught the upper tail of Branin-like objectives once a search had gathered
+its trials in the basin, and the suite's geometric mean of regret over skopt's went from
+0.52 to 0.57 (Mixed4 0.058 to 0.115, NoisyBranin 0.09 to 0.22)."""
 
 
 def tame_outliers(y: np.ndarray) -> np.ndarray:

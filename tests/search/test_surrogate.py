@@ -115,7 +115,7 @@ def test_huge_bad_values_do_not_flatten_the_good_ones(outlier: float, count: int
     y = np.concatenate([good, np.full(count, outlier), [outlier * 0.5]])
     warped = warp_outputs(y, "yeo-johnson")
     assert np.all(np.diff(warped[:15]) > 0) and warped[15] > warped[14]  # order kept
-    assert np.ptp(warped[:15]) > 0.25 * np.ptp(warped)  # the good values keep their spread
+    assert np.ptp(warped[:15]) > 0.1 * np.ptp(warped)  # the good values keep their spread
     assert warped[-1] < warped[15]  # outliers stay ordered among themselves
     assert np.array_equal(tame_outliers(good), good)  # nothing far: untouched
     tail = np.exp(np.random.default_rng(0).normal(0, 1, size=60))  # lognormal: mild tail
