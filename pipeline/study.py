@@ -36,7 +36,7 @@ from pipeline.execution import (
 from pipeline.execution.progress import Progress
 from pipeline.execution.sweeps import SWEEP_TAG, NothingToResume, Sweep, locate
 from pipeline.execution.trainable import share, train_trial, with_placement
-from pipeline.results import history, report, tracking
+from pipeline.results import history, report, store_schema, tracking
 from pipeline.results.sweep_logger import SweepLogger
 from pipeline.search.schedulers import checkpoints, make_scheduler
 from pipeline.search.searchers import make_search
@@ -176,8 +176,9 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
                 raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} "
                                       f"({missing})") from None
         exp = with_absolute_paths(exp)  # for trials, which run in folders of their own
-        init_ray(ctx)
-        cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
+        with store_schema.built_meanwhile(ctx.tracking_uri):  # kept only if these pass
+            init_ray(ctx)
+            cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)
         store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
         sweep = locate(exp, ctx, store, resume)
         with sweep_lock.held(sweep.name, sweep.path):

@@ -43,9 +43,6 @@ def importances(table: pd.DataFrame, space: dict[str, Any], metric: str,
                 seed: int = 0) -> dict[str, float] | None:
     """Searched path -> share of the explained variance it carries (shares sum to 1, or are all
     0 when nothing is explained); None with fewer than MIN_TRIALS finished trials."""
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.inspection import permutation_importance
-
     rows = table[table[metric].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
     x = features(rows, space)
     if len(rows) < MIN_TRIALS or x.empty:
@@ -53,6 +50,10 @@ def importances(table: pd.DataFrame, space: dict[str, Any], metric: str,
     y = rows[metric].astype(float)
     if y.nunique() < 2:
         return dict.fromkeys(x.columns, 0.0)
+    # imported only now: scikit-learn takes 1.5-3 s to import, and a small sweep needs none
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.inspection import permutation_importance
+
     forest = RandomForestRegressor(n_estimators=200, random_state=seed).fit(x, y)
     found = permutation_importance(forest, x, y, n_repeats=20, random_state=seed)
     raw = np.clip(found.importances_mean, 0.0, None)

@@ -7,7 +7,6 @@ instead of opening duplicates.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -15,8 +14,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.config import ConfigError, Experiment
 from pipeline.config.secrets import looks_secret, redact
 from pipeline.execution import storage
+from pipeline.results import store_schema
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -85,43 +84,6 @@ class Store:
         return MlflowClient(self.uri)
 
 
-@contextmanager
-def creating(uri: str) -> Iterator[None]:
-    """Hold a lock beside a SQLite store while it is created or upgraded: MLflow builds the
-    schema on first use, and two sweeps starting together on a new file would both migrate it
-    (`duplicate column name`). A new file is built whole (`_create_sqlite_store`). Other
-    stores manage their own concurrency."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
-        yield
-        return
-    path = Path(uri[len(prefix):])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not path.exists():
-                _create_sqlite_store(path)
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _create_sqlite_store(path: Path) -> None:
-    """MLflow builds a new store's schema in some sixty migration steps. Stopped in between
-    (a kill, a Ctrl-C in the sweep's first seconds), the file was left half-built and every
-    later start failed (`table registered_models already exists`). So the schema is built in a
-    file beside it, which replaces nothing until it is whole; one left by a stop is removed."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    for leftover in path.parent.glob(f"{path.name}.partial-*"):
-        leftover.unlink()  # the lock is ours: no one else is building
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    # "./mlruns": the artifact root MLflow gives the Default experiment of a new file store
-    SqlAlchemyStore(f"sqlite:///{partial}", "./mlruns").engine.dispose()
-    os.replace(partial, path)
-
-
 def connect(uri: str, name: str, storage_path: str) -> Store:
     """Check the store and get (or create) the MLflow experiment `name`. A store MLflow cannot
     open (a path through a file, a file that is not a database, an unknown scheme) is one line
@@ -130,7 +92,7 @@ def connect(uri: str, name: str, storage_path: str) -> Store:
     # MLflow logs two INFO lines to the terminal when it creates a new SQLite store's schema
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
-        with creating(uri):
+        with store_schema.creating(uri):
             return _experiment(MlflowClient(uri), uri, name, storage_path)
     except ConfigError:
         raise
