@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ def _partial(path: Path) -> Path:
 
 def _build(partial: Path) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    # MLflow logs two INFO lines to the terminal when it builds a schema
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
     # "./mlruns": the artifact root MLflow gives the Default experiment of a new file store
     SqlAlchemyStore(f"{SQLITE}{partial}", "./mlruns").engine.dispose()
