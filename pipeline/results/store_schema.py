@@ -53,7 +53,6 @@ def built_meanwhile(uri: str) -> Iterator[None]:
         return
     new = not path.exists() and path.parent.is_dir()
     partial = _partial(path)
-    failed: list[BaseException] = []
 
     def work() -> None:
         try:
@@ -61,8 +60,7 @@ def built_meanwhile(uri: str) -> Iterator[None]:
                 _build(partial)
             else:
                 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        except Exception as error:  # noqa: BLE001 (opening the store again says what it is)
-            failed.append(error)
+        except Exception:  # noqa: BLE001 (opening the store builds it again and says why not)
             partial.unlink(missing_ok=True)
 
     thread = threading.Thread(target=work, name=SCHEMA_THREAD, daemon=True)
