@@ -99,10 +99,10 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> None:
-    from pipeline import study
+    from pipeline import lr_stage
 
     exp = load(args.experiment, args.overrides)
-    suggestion = study.find_lr(exp)
+    suggestion = lr_stage.find_lr(exp)
     trust = "" if suggestion.reliable or suggestion.lr is None else \
         f" (not to be trusted: {suggestion.reason})"
     print(f"suggested lr: {suggestion.lr if suggestion.lr is not None else 'none'}{trust}")

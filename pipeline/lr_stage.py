@@ -1,15 +1,18 @@
 """The LR range test before a sweep: run on a worker with a trial's resources, logged on the
 sweep's parent run, and what it suggests applied to the experiment (Leslie Smith's test, as
-fastai's `lr_find`)."""
+fastai's `lr_find`); and `lr-find`, the test alone."""
 from __future__ import annotations
 
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from pipeline.config import LR_RANGE, Experiment
+from pipeline import context, study
+from pipeline.config import LR_RANGE, ConfigError, Experiment
+from pipeline.execution import stopping
 from pipeline.results import report, tracking
 from pipeline.training import data as datasets
 from pipeline.training import lr_range, schedules
@@ -57,3 +60,40 @@ def _cycle(exp: Experiment, suggestion: Any, curve: Any, store: tracking.Store,
     store.client.set_tag(parent_run_id, "lr_cycle_rule", schedules.CYCLE_RULE)
     print(f"LR range test: {exp.train.schedule} between {bounds[0]:.3g} and {bounds[1]:.3g}")
     return exp.with_values({"train.min_lr": bounds[0], "train.lr": bounds[1]})
+
+
+def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
+    """`lr-find`: the range test alone, in-process, as its own MLflow run; files in out_dir."""
+    if exp.trainable is not None:
+        raise ConfigError("trainable: lr-find needs the built-in trainable")
+    data = study.load_checked(exp)
+    ctx = context.resolve(exp)
+    store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
+    run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
+                                     tags={"pipeline.kind": "lr-find"}).info.run_id
+    # a stop (Ctrl-C, SIGTERM, SIGHUP) or a failure closes the run: it was left RUNNING
+    with stopping.signals_interrupt():
+        try:
+            tracking.log_params(store.client, run_id, tracking.safe_params(
+                exp.model_dump(mode="json", include={"data", "model", "train",
+                                                     "lr_range_test"})))
+            curve = lr_range.range_test(exp, data)
+            suggestion = lr_range.suggest(curve)
+            folder = out_dir / exp.name
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = report.log_lr_range(store, run_id, curve, suggestion, folder)
+        except KeyboardInterrupt as stop:
+            tracking.close_sweep(store, run_id, "KILLED")
+            raise stopping.Interrupted(f"lr-find stopped; its MLflow run {run_id} is KILLED",
+                                       getattr(stop, "signum", signal.SIGINT)) from None
+        except BaseException:
+            tracking.close_sweep(store, run_id, "FAILED")
+            raise
+    tracking.close_sweep(store, run_id)
+    for name, lr in suggestion.rules.items():
+        print(f"  {name:<9} {lr:.3g}" if lr is not None else f"  {name:<9} none")
+    low, high = lr_range.search_bounds(suggestion, curve)
+    print(f"{curve.iterations} steps; rules agree within {suggestion.agreement_decades:.2f} "
+          f"decades; {suggestion.reason}\nlr_range search bounds: [{low:.3g}, {high:.3g}]\n"
+          f"plot: {paths[1]}  curve: {paths[0]}  MLflow run {run_id}")
+    return suggestion

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import ray
 from ray import tune
 from ray.tune.error import TuneError
 
-from pipeline import context, lr_stage
+from pipeline import context
 from pipeline.config import ConfigError, Experiment, mutable_paths, with_absolute_paths
 from pipeline.config.domains import domain_values
 from pipeline.context import SweepContext
@@ -33,16 +33,20 @@ from pipeline.execution import (
     storage,
     sweep_lock,
 )
+from pipeline.execution.placement import with_placement
 from pipeline.execution.progress import Progress
 from pipeline.execution.sweeps import SWEEP_TAG, NothingToResume, Sweep, locate
-from pipeline.execution.trainable import share, train_trial, with_placement
 from pipeline.results import history, report, store_schema, tracking
 from pipeline.results.sweep_logger import SweepLogger
 from pipeline.search.schedulers import checkpoints, make_scheduler
 from pipeline.search.searchers import make_search
 from pipeline.search.space import to_tune, trial_count
-from pipeline.training import data as datasets
-from pipeline.training import models
+
+# The built-in trainable's parts (its data, models, LR stage and trial) import torch: they are
+# imported where a built-in sweep uses them, so a custom trainable's driver never loads torch
+# (1.6 s of every sweep's start here).
+if TYPE_CHECKING:
+    from pipeline.training import data as datasets
 
 FIT_SESSION_METRIC = "fit_session_s"  # Tuner.fit seconds of one driver session of the sweep
 
@@ -53,6 +57,9 @@ def load_checked(exp: Experiment) -> datasets.Tensors:
     Ray starts. The models: the configured one (the LR range test trains it) and each pairing
     of a searched model.arch and model.weights value the search may draw, each also in
     training mode at the smallest data.batch_size the sweep uses."""
+    from pipeline.training import data as datasets
+    from pipeline.training import models
+
     data = datasets.load(exp.data, exp.seed)
     print(f"Data: {data.source}")
 
@@ -92,6 +99,8 @@ def init_ray(ctx: SweepContext) -> None:
 
 def make_trainable(exp: Experiment, data: datasets.Tensors | None) -> Callable:
     if exp.trainable is None:
+        from pipeline.execution.trainable import share, train_trial
+
         # the test split stays with the driver: trials never see it
         fn = tune.with_parameters(with_placement(train_trial), exp=exp,
                                   data=share(replace(data, x_test=None, y_test=None)))
@@ -216,6 +225,8 @@ def _sweep(exp: Experiment, ctx: SweepContext, store: tracking.Store, sweep: Swe
     """The LR stage (of a sweep not restored), the Tuner's fit and the summary."""
     lr_bounds = None
     if exp.lr_range_test.enabled and data is not None and not sweep.restorable:
+        from pipeline import lr_stage
+
         exp, lr_bounds = lr_stage.run(exp, data, store, sweep.parent_run_id)
     trials = trial_count(exp.search)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
@@ -254,42 +265,3 @@ def _metric_not_reported(error: TuneError, metric: str) -> ConfigError | None:
     return ConfigError(f"search.metric: a trial's report lacked {metric!r}; every "
                        f"tune.report needs it (tune.report({{{metric!r}: ...}}), each step), "
                        "or set search.metric to a metric the trainable always reports")
-
-
-def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
-    """`lr-find`: the range test alone, in-process, as its own MLflow run; files in out_dir."""
-    from pipeline.training import lr_range
-
-    if exp.trainable is not None:
-        raise ConfigError("trainable: lr-find needs the built-in trainable")
-    data = load_checked(exp)
-    ctx = context.resolve(exp)
-    store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
-    run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
-                                     tags={"pipeline.kind": "lr-find"}).info.run_id
-    # a stop (Ctrl-C, SIGTERM, SIGHUP) or a failure closes the run: it was left RUNNING
-    with stopping.signals_interrupt():
-        try:
-            tracking.log_params(store.client, run_id, tracking.safe_params(
-                exp.model_dump(mode="json", include={"data", "model", "train",
-                                                     "lr_range_test"})))
-            curve = lr_range.range_test(exp, data)
-            suggestion = lr_range.suggest(curve)
-            folder = out_dir / exp.name
-            folder.mkdir(parents=True, exist_ok=True)
-            paths = report.log_lr_range(store, run_id, curve, suggestion, folder)
-        except KeyboardInterrupt as stop:
-            tracking.close_sweep(store, run_id, "KILLED")
-            raise stopping.Interrupted(f"lr-find stopped; its MLflow run {run_id} is KILLED",
-                                       getattr(stop, "signum", signal.SIGINT)) from None
-        except BaseException:
-            tracking.close_sweep(store, run_id, "FAILED")
-            raise
-    tracking.close_sweep(store, run_id)
-    for name, lr in suggestion.rules.items():
-        print(f"  {name:<9} {lr:.3g}" if lr is not None else f"  {name:<9} none")
-    low, high = lr_range.search_bounds(suggestion, curve)
-    print(f"{curve.iterations} steps; rules agree within {suggestion.agreement_decades:.2f} "
-          f"decades; {suggestion.reason}\nlr_range search bounds: [{low:.3g}, {high:.3g}]\n"
-          f"plot: {paths[1]}  curve: {paths[0]}  MLflow run {run_id}")
-    return suggestion

@@ -40,6 +40,14 @@ def test_lower_rooms_import_no_mlflow(room: str) -> None:
         assert not loaded & {"ray", "torch"}
 
 
+def test_a_custom_trainables_sweep_imports_no_torch() -> None:
+    """Its driver and its trials' wrapper: torch costs 1.6 s a process, and a custom
+    trainable may not use it at all."""
+    loaded = imported_by(["pipeline.cli", "pipeline.study", "pipeline.execution.placement"])
+    assert {"pipeline", "ray", "mlflow"} <= loaded
+    assert not loaded & {"torch", "torchvision", "sklearn"}
+
+
 def test_at_most_eight_modules_at_the_top_and_none_over_300_lines() -> None:
     assert len(list(PACKAGE.glob("*.py"))) <= 8
     too_long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ray import tune
 
-from pipeline.execution.trainable import placement
+from pipeline.execution.placement import placement
 
 
 def quadratic(config: dict) -> None:

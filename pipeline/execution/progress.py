@@ -15,7 +15,6 @@ from ray import tune
 
 from pipeline.config import get_path
 from pipeline.config.secrets import looks_secret
-from pipeline.execution.trainable import last_error_line
 
 
 def _short(value: Any) -> str:
@@ -119,3 +118,12 @@ class Progress(tune.Callback):
         best = "none yet" if self.best is None else _short(self.best)
         print(f"... {running} running, {self.finished} finished, {self.failed} failed of "
               f"{self.total}; best {self.metric} so far: {best}", flush=True)
+
+
+def last_error_line(trial: Any) -> str:
+    """The last line of a failed trial's traceback: the exception and its message."""
+    try:
+        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return "trial failed"
+    return lines[-1] if lines else "trial failed"

@@ -1,14 +1,11 @@
-"""The Ray adapter: one trial = `training.fit` with a report and a checkpoint per epoch; the
-sweep's data shared with the trials (once per worker, no per-trial copy); and what the driver
-reads back of a trial."""
+"""The built-in trial on Ray: one trial = `training.fit` with a report and a checkpoint per
+epoch, and the sweep's data shared with the trials (once per worker, no per-trial copy).
+Every trial's node and GPU tags: `execution.placement`."""
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,42 +17,9 @@ from ray import tune
 
 from pipeline.config import Experiment, mutable_paths
 from pipeline.training.data import Tensors
-from pipeline.training.loop import fit, pick_device
+from pipeline.training.loop import fit
 
 STATE_FILE = "state.pt"
-
-
-def placement() -> dict[str, str]:
-    """Where this trial runs: reported with every result (`with_placement`), so the tracker
-    can tag the run."""
-    return {"node_id": ray.get_runtime_context().get_node_id(),
-            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-            "device": str(pick_device())}
-
-
-def with_placement(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The trainable `fn` with placement() added to every result it reports, so a custom
-    trainable's child runs get the node and GPU tags too, without its code doing anything.
-    Ray Tune offers no hook on a trial's reports; `tune.report` goes through the trial's
-    session object, whose `report` is replaced for the duration of the trial."""
-    @functools.wraps(fn)
-    def placed(config: dict[str, Any], **parameters: Any) -> Any:
-        from ray.train._internal.session import get_session
-
-        # one INFO line per checkpoint would drown the progress output
-        logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-        session, where = get_session(), placement()
-        report = session.report
-
-        def report_placed(metrics: dict[str, Any], **kwargs: Any) -> None:
-            report({**where, **metrics}, **kwargs)
-
-        session.report = report_placed
-        try:
-            return fn(config, **parameters)
-        finally:
-            del session.report  # the class's method again (the session outlives the trial)
-    return placed
 
 
 def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any] | None:
@@ -140,12 +104,3 @@ def train_trial(config: dict[str, Any], exp: Experiment,
                          **schedule_values(exp, epoch.history)},
                         checkpoint=tune.Checkpoint.from_directory(folder))
         first = {}
-
-
-def last_error_line(trial: Any) -> str:
-    """The last line of a failed trial's traceback: the exception and its message."""
-    try:
-        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
-    except (OSError, TypeError):
-        return "trial failed"
-    return lines[-1] if lines else "trial failed"

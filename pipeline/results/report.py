@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import yaml
 from ray import tune
 
 from pipeline.config import Experiment
 from pipeline.config.secrets import redact
 from pipeline.execution import cost
-from pipeline.execution.trainable import STATE_FILE
-from pipeline.results import edges, history, importance, lineage, plots, registry, tracking
+from pipeline.results import edges, history, importance, lineage, plots, tracking
 from pipeline.search.space import trial_count
-from pipeline.training.loop import score_test_split
 
 
 @dataclass(frozen=True)
@@ -142,6 +139,12 @@ def log_test_split(exp: Experiment, data: Any, store: tracking.Store, parent_run
     """The best checkpoint scored once on the test split, logged on the parent run."""
     if data is None or data.x_test is None:
         return {}
+    # torch only for the built-in model: a custom trainable's driver never imports it
+    import torch
+
+    from pipeline.execution.trainable import STATE_FILE
+    from pipeline.training.loop import score_test_split
+
     state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
     scores = score_test_split(exp, data, state["model"])
     tracking.log_metrics(store, parent_run_id, scores, once=True)
@@ -152,6 +155,8 @@ def log_test_split(exp: Experiment, data: Any, store: tracking.Store, parent_run
 
 def _register(exp: Experiment, store: tracking.Store, parent_run_id: str, ckpt: Path,
               value: float, searched: dict[str, Any], data: Any) -> None:
+    from pipeline.results import registry  # torch: the built-in model's alone, as above
+
     note = registry.register(store, exp, parent_run_id, ckpt, value, searched, data)
     store.client.set_tag(parent_run_id, "model_registry", note)
     print(f"Model registry: {note}")

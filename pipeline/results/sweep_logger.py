@@ -34,7 +34,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from pipeline.execution.trainable import last_error_line
+from pipeline.execution.progress import last_error_line
 from pipeline.results import lineage
 from pipeline.results.tracking import (
     PARENT_TAG,
