@@ -226,7 +226,7 @@ def test_a_killed_pbt_sweep_resumes_its_population_and_lineage(workdir: Path) ->
         run = runs[trial_id]
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
         assert run.data.metrics["epoch"] == 8
-        assert all(record in exploits(run) for record in tagged)  # lineage kept
+        assert all(record in exploits(run) for record in tagged), (trial_id, tagged, exploits(run))  # lineage kept
     assert parent_run().info.status == "FINISHED"
     client = MlflowClient(local_store())
     assert "plots/pbt_population.png" in {

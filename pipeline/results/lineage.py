@@ -30,20 +30,30 @@ def exploit_report(result: dict[str, Any]) -> dict[str, Any]:
             if key in ("cloned_from", "cloned_at_epoch", "hp_schedule") or key.startswith("hp.")}
 
 
-def exploit_tags(result: dict[str, Any], run_ids: dict[str, str]) -> list[RunTag]:
+def exploit_tags(result: dict[str, Any], run_ids: dict[str, str],
+                 run_tags: dict[str, str] | None = None) -> list[RunTag]:
     """For the first result after an exploit: which trial (and child run) was cloned, at which
-    epoch, and the perturbed values this trial went on with."""
+    epoch, and the perturbed values this trial went on with. `run_tags`: the clone's run's
+    tags so far. PBT can clone the same donor checkpoint twice (the donor has not saved a newer
+    one yet): the second exploit gets `pbt.exploit.epoch_N.2` where it overwrote the first.
+    A record already there (the same result sent again after a stop) is not sent again."""
     donor = result.get("cloned_from")
     if donor is None:
         return []
     epoch = int(result["cloned_at_epoch"])
     values = {key.removeprefix("hp."): value for key, value in result.items()
               if key.startswith("hp.")}
-    record = {"cloned_trial": donor, "cloned_run": run_ids.get(donor), "at_epoch": epoch,
-              "values": values}
-    return [RunTag(f"{EXPLOIT_TAG}.epoch_{epoch}", json.dumps(record)[:5000]),
-            RunTag("pbt.cloned_from", donor),
-            RunTag(SCHEDULE_TAG, str(result.get("hp_schedule", ""))[:5000])]
+    record = json.dumps({"cloned_trial": donor, "cloned_run": run_ids.get(donor),
+                         "at_epoch": epoch, "values": values})[:5000]
+    run_tags = run_tags or {}
+    base = f"{EXPLOIT_TAG}.epoch_{epoch}"
+    keys = [base, *(f"{base}.{n}" for n in range(2, len(run_tags) + 3))]
+    taken = [key for key in keys if key in run_tags]
+    lineage = [RunTag("pbt.cloned_from", donor),
+               RunTag(SCHEDULE_TAG, str(result.get("hp_schedule", ""))[:5000])]
+    if any(run_tags[key] == record for key in taken):
+        return lineage
+    return [RunTag(next(key for key in keys if key not in run_tags), record), *lineage]
 
 
 def schedule_experiment(schedule_json: str) -> dict[str, Any]:

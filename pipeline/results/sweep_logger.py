@@ -233,11 +233,14 @@ class SweepLogger(tune.Callback):
             self.client.update_run(self.run_ids[trial_id], status="RUNNING")
         elif kind == "result":
             step, now_ms, metrics, tags, exploit = rest
+            run_id = self.run_ids[trial_id]
+            # an exploit's tag key depends on the run's earlier ones (rare: one read per exploit)
+            run_tags = self.client.get_run(run_id).data.tags if exploit else {}
             self.client.log_batch(
-                self.run_ids[trial_id],
+                run_id,
                 metrics=[Metric(key, value, now_ms, step) for key, value in metrics.items()],
                 tags=[RunTag(key, value) for key, value in tags.items()]
-                + lineage.exploit_tags(exploit, self.run_ids))
+                + lineage.exploit_tags(exploit, self.run_ids, run_tags))
         else:
             status, error = rest
             if error is not None:

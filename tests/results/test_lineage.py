@@ -30,6 +30,20 @@ def test_the_first_result_after_an_exploit_is_tagged_with_donor_epoch_and_values
     assert exploit_tags({"val_loss": 1.0}, {}) == []
 
 
+def test_a_second_exploit_from_the_same_donor_epoch_keeps_the_first() -> None:
+    """PBT clones a donor's latest checkpoint; one that has not saved a newer one yet is
+    cloned again at the same epoch, with other values: both exploits stay on the run, and the
+    same result sent twice (after a stop) adds nothing."""
+    first = {"cloned_from": "t1", "cloned_at_epoch": 1, "hp.train.lr": 0.05}
+    second = {**first, "hp.train.lr": 0.08}
+    run_tags: dict[str, str] = {}
+    for result in (first, second, first, second):
+        run_tags.update({t.key: t.value for t in exploit_tags(result, {"t1": "r"}, run_tags)})
+    records = {k: json.loads(v)["values"]["train.lr"] for k, v in run_tags.items()
+               if k.startswith("pbt.exploit.")}
+    assert records == {"pbt.exploit.epoch_1": 0.05, "pbt.exploit.epoch_1.2": 0.08}
+
+
 def test_the_population_plot_is_drawn_and_needs_results(tmp_path: Path) -> None:
     frame = pd.DataFrame({
         "trial_id": ["a", "a", "b", "b", "b"], "epoch": [1, 2, 1, 2, 3],
