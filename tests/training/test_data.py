@@ -25,6 +25,20 @@ def test_digits_is_split_reproducibly() -> None:
     assert 0.0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1.0
 
 
+def test_digits_are_scikit_learns_own() -> None:
+    """Read from the CSV scikit-learn ships, without importing it: the same images and
+    labels as its load_digits, scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    from pipeline.training.data import _digits
+
+    (images, labels), test = _digits(Data())
+    reference = load_digits()
+    assert test is None
+    np.testing.assert_array_equal(images, reference.images[:, None].astype(np.float32) / 16)
+    np.testing.assert_array_equal(labels, reference.target)
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     """MNIST's IDX format (big-endian header), gzipped when the name ends in .gz."""
     type_code = 0x08
