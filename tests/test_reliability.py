@@ -256,36 +256,46 @@ search:
     assert "budget_stop" in parent_run().data.tags
 
 
+STOPS = [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143), (signal.SIGHUP, True, 129)]
+"""A terminal's Ctrl-C and hang-up (to its whole process group) and a container stop (to the
+driver alone), with the exit code each ends the CLI with."""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "group", "exit_code"),
-                         [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143),
-                          (signal.SIGHUP, True, 129)],
-                         ids=["SIGINT-terminal", "SIGTERM-process", "SIGHUP-terminal"])
-def test_a_signal_marks_runs_killed_and_resume_finishes(workdir: Path, signum: int, group: bool,
-                                                        exit_code: int) -> None:
+def test_each_stop_signal_marks_runs_killed_and_resume_finishes(workdir: Path) -> None:
     """A terminal's Ctrl-C and hang-up (SIGINT, SIGHUP to its whole process group, Ray's
     local processes included unless they are kept out of it) and a container stop (SIGTERM to
-    the driver) all stop a sweep the same way: state saved, runs KILLED, our lines only."""
-    exp_file = custom(workdir, "slow_steps", params="{steps: 6, step_s: 1.0}", num_samples=2)
-    first = Cli(workdir, str(exp_file))
-    wait_for(lambda: any(r.data.metrics.get("step_seen", 0) >= 2 for r in child_runs()),
-             while_running=first)
-    first.signal(signum, group)
-    code, _, err = first.finish(60)
-    assert code == exit_code, err[-2000:]
-    sweep = parent_run().data.tags[study.SWEEP_TAG]
-    assert err.strip().splitlines() == [
-        stopping.STOPPING,
-        f"interrupted: sweep {sweep} stopped before it finished; continue it with --resume"]
-    assert {r.info.status for r in child_runs()} == {"KILLED"}
-    assert parent_run().info.status == "KILLED"
+    the driver) all stop a sweep the same way: state saved, runs KILLED, our lines only. One
+    sweep takes all three, each stopping the resume of the one before (a resumed sweep stops
+    as cleanly as a new one), two steps further each time."""
+    exp_file = custom(workdir, "slow_steps", params="{steps: 8, step_s: 1.0}", num_samples=2)
+    resume: list[str] = []
+    for n, (signum, group, exit_code) in enumerate(STOPS, start=1):
+        sweep = Cli(workdir, str(exp_file), *resume)
+        wait_for(lambda n=n: any(r.data.metrics.get("step_seen", 0) >= 2 * n
+                                 for r in child_runs()), while_running=sweep)
+        sweep.signal(signum, group)
+        code, _, err = sweep.finish(60)
+        assert code == exit_code, (signal.Signals(signum).name, err[-2000:])
+        name = parent_run().data.tags[study.SWEEP_TAG]
+        assert err.strip().splitlines() == [
+            stopping.STOPPING,
+            f"interrupted: sweep {name} stopped before it finished; continue it with --resume"]
+        assert {r.info.status for r in child_runs()} == {"KILLED"}
+        assert parent_run().info.status == "KILLED"
+        resume = ["--resume"]
 
     code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
     # the trials restored from their checkpoints say nothing (Tune's workers log it at INFO)
     assert not [line for line in err.splitlines() if line.strip()], err[-3000:]
-    assert [r.info.status for r in child_runs()] == ["FINISHED", "FINISHED"]
+    runs = child_runs()
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     assert parent_run().info.status == "FINISHED"
+    client = MlflowClient(local_store())
+    for run in runs:  # each step once, across the four sessions
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "step_seen"))
+        assert steps == list(range(1, 9)), steps
 
 
 @pytest.mark.slow
