@@ -30,9 +30,9 @@ from mlflow.tracking import MlflowClient
 from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.tune.impl import tuner_internal
 
-from pipeline import study
 from pipeline.cli import main
 from pipeline.results import registry
+from pipeline.training import data as datasets
 
 
 def die() -> None:
@@ -87,7 +87,7 @@ if __name__ == "__main__":
     elif moment == "sigterm-as-fit-starts":
         tuner_internal.run = sigterm_before(tuner_internal.run)
     elif moment == "sigterm-loading-data":
-        study.datasets.load = sigterm_after(study.datasets.load)
+        datasets.load = sigterm_after(datasets.load)
     elif moment == "sigterm-in-ray-init":
         ray._private.services.start_raylet = sigterm_after(ray._private.services.start_raylet)
     elif moment == "sigterm-as-ray-connects":

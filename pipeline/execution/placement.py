@@ -14,12 +14,17 @@ import ray
 
 
 def placement() -> dict[str, str]:
-    """The trial's node, GPU ids and device. Ray sets CUDA_VISIBLE_DEVICES to a trial's GPUs,
-    so the device `training.loop.pick_device` trains on is cuda exactly when it has some."""
+    """The trial's node, GPU ids and the device it trains on: the CPU without a GPU (Ray hides
+    them all then); with one, what torch finds (a node can declare GPUs it cannot drive), and
+    only such a trial pays torch's import here."""
     gpu_ids = ray.get_gpu_ids()
+    device = "cpu"
+    if gpu_ids:
+        from pipeline.training.loop import pick_device
+
+        device = str(pick_device())
     return {"node_id": ray.get_runtime_context().get_node_id(),
-            "gpu_ids": ",".join(str(g) for g in gpu_ids),
-            "device": "cuda" if gpu_ids else "cpu"}
+            "gpu_ids": ",".join(str(g) for g in gpu_ids), "device": device}
 
 
 def with_placement(fn: Callable[..., Any]) -> Callable[..., Any]:
