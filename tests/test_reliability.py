@@ -167,6 +167,7 @@ trainable: tests.trainables:one_fails_others_run
 params: {{x: 0.0, fail_x: 0.25, marker_dir: {workdir}, steps: 8, step_s: 0.5}}
 search:
   searcher: grid
+  num_samples: 1
   metric: score
   mode: max
   max_concurrent: 2
@@ -180,6 +181,7 @@ search:
     first.finish()
     code, _, err = Cli(workdir, str(exp_file), "--resume").finish()
     assert code == 0, err[-3000:]
+    assert len(child_runs()) == 2
     runs = {r.data.params["params.x"]: r for r in child_runs()}
     assert runs["0.25"].info.status == "FAILED" and "score" not in runs["0.25"].data.metrics
     assert runs["0.75"].info.status == "FINISHED"

@@ -193,6 +193,7 @@ trainable: tests.trainables:learning_curve
 params: {level: 0.0, steps: 6, step_s: 0.05}
 search:
   searcher: grid
+  num_samples: 1
   scheduler: median
   metric: loss
   mode: min
@@ -202,6 +203,7 @@ search:
     params.level: {grid: [0.0, 0.1, 5.0, 6.0]}
 """)
     study.run(load(exp_file), exp_file)
+    assert len(child_runs(name="median")) == 4
     steps = {float(k.data.params["params.level"]): k.data.metrics["step_seen"]
              for k in child_runs(name="median")}
     assert steps == {0.0: 6, 0.1: 6, 5.0: 2, 6.0: 2}  # stopped at the grace period
