@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pipeline.config import load
 from pipeline.execution import stopping
 
 from .conftest import ROOT, local_store, tiny_sweep, write_experiment
+from .services import answers, free_port, wait_until
 from .sweep_process import Cli, child_runs, parent_run, wait_for
 
 CUSTOM = """
@@ -485,12 +485,6 @@ def test_resume_without_an_earlier_sweep_is_bad_input(workdir: Path) -> None:
         ["exp.yaml"]  # an empty mlflow.db and its lock were left behind
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_tracking_server_is_refused_before_anything_runs(workdir: Path) -> None:
     exp_file = custom(workdir, "quadratic")
     port = free_port()
@@ -510,8 +504,9 @@ def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
          "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
          "--artifacts-destination", str(folder / "server_artifacts")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_for(lambda: MlflowClient(f"http://127.0.0.1:{port}").search_experiments() is not None,
-             timeout_s=90)
+    # its health page, not an MlflowClient: the client's retries back off for seconds after a
+    # refused connection, which a poll during the server's start always meets
+    wait_until(answers(f"http://127.0.0.1:{port}/health"), 90, "mlflow server", poll_s=0.25)
     return server
 
 
