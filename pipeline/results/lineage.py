@@ -45,15 +45,15 @@ def exploit_tags(result: dict[str, Any], run_ids: dict[str, str],
               if key.startswith("hp.")}
     record = json.dumps({"cloned_trial": donor, "cloned_run": run_ids.get(donor),
                          "at_epoch": epoch, "values": values})[:5000]
-    run_tags = run_tags or {}
     base = f"{EXPLOIT_TAG}.epoch_{epoch}"
-    keys = [base, *(f"{base}.{n}" for n in range(2, len(run_tags) + 3))]
-    taken = [key for key in keys if key in run_tags]
+    same_epoch = [value for key, value in (run_tags or {}).items()
+                  if key == base or key.startswith(f"{base}.")]
     lineage = [RunTag("pbt.cloned_from", donor),
                RunTag(SCHEDULE_TAG, str(result.get("hp_schedule", ""))[:5000])]
-    if any(run_tags[key] == record for key in taken):
+    if record in same_epoch:
         return lineage
-    return [RunTag(next(key for key in keys if key not in run_tags), record), *lineage]
+    key = f"{base}.{len(same_epoch) + 1}" if same_epoch else base
+    return [RunTag(key, record), *lineage]
 
 
 def schedule_experiment(schedule_json: str) -> dict[str, Any]:

@@ -62,9 +62,7 @@ def _digits(cfg: Data) -> tuple[Arrays, Arrays | None]:
     """scikit-learn's bundled digits (1797 8x8 images, values 0..16), read from the CSV it
     ships, as `load_digits` does: importing scikit-learn to call it took 1.1 s of every
     built-in sweep's start."""
-    sklearn = importlib.util.find_spec("sklearn")
-    if sklearn is None or not sklearn.submodule_search_locations:
-        raise ConfigError("data.dataset: digits comes with scikit-learn, which is not installed")
+    sklearn = importlib.util.find_spec("sklearn")  # installed with scikit-optimize
     table = np.loadtxt(Path(sklearn.submodule_search_locations[0], "datasets", "data",
                             "digits.csv.gz"), delimiter=",", dtype=np.float32)
     images = table[:, :-1].reshape(-1, 1, 8, 8) / 16.0
