@@ -252,4 +252,24 @@ def shut_down_ray(code: int) -> None:
     sys.stderr.flush()
     for signum in (signal.SIGINT, *STOP_SIGNALS):
         signal.signal(signum, lambda *_: os._exit(code))
+    # The command has said all it says. Ray's teardown can still print from C++ and its log
+    # thread (a task cut off by a stop: "task_manager.cc: Failed to push error to driver",
+    # "(raylet) A worker died ..."), after our last line: its output goes nowhere.
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+        os.dup2(devnull.fileno(), sys.stderr.fileno())
+    _kill_autoscaler_monitor()
     ray.shutdown()
+
+
+def _kill_autoscaler_monitor() -> None:
+    """A local Ray's autoscaler monitor, killed before `ray.shutdown`: Ray stops it after the
+    GCS, and on SIGTERM it first reports its end to the GCS that is gone, so every sweep
+    waited a second (Ray's grace period) before Ray killed it anyway. It keeps no state. Ray
+    only joined (`cluster.address`): no process of ours to stop."""
+    from ray._private import ray_constants, worker
+
+    node = worker._global_node
+    for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if node else []:
+        info.process.kill()
+        info.process.wait()

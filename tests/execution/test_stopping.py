@@ -30,11 +30,21 @@ children = [int(p) for p in os.listdir("/proc") if p.isdigit()
 print("children", len(children))
 print("in the driver's session", sum(session_of(p) == session_of(os.getpid()) for p in children))
 
-# Ctrl-C while Ray shuts down at the end (ray.shutdown sleeps 0.5 s in its loop)
-threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+# Ray stops its autoscaler monitor last, a second after SIGTERM: it should be gone by then
+monitor = ray._private.worker._global_node.all_processes["monitor"][0].process
+shutdown = ray.shutdown
+def shutdown_saying_if_the_monitor_runs():
+    with open("monitor-state", "w") as state:  # the terminal hears nothing from here on
+        state.write(f"monitor running as ray.shutdown starts {monitor.poll() is None}")
+    os.write(1, b"ray's teardown on stdout")  # as Ray's C++ and log thread write
+    os.write(2, b"ray's teardown on stderr")
+    # Ctrl-C while Ray shuts down at the end (some 0.3 s)
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    shutdown()
+ray.shutdown = shutdown_saying_if_the_monitor_runs
+
 stopping.shut_down_ray(7)
-time.sleep(5)  # the signal ends the process before this does
-print("not stopped")
+time.sleep(5)  # the signal ends the process (exit 7) before this does (exit 0)
 """
 
 
@@ -45,12 +55,15 @@ def test_ray_leaves_the_terminal_group_and_a_stop_during_its_shutdown_is_quiet()
             [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, check=False,
             env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": ray_tmp},
             cwd=Path(ray_tmp), start_new_session=True)
+        monitor = (Path(ray_tmp) / "monitor-state").read_text()
     lines = done.stdout.splitlines()
     assert lines[0].startswith("children ") and int(lines[0].split()[1]) >= 2, done.stderr
     # the GCS, raylet... would get the SIGTERM / SIGHUP meant for the driver
     assert lines[1] == "in the driver's session 0"
-    assert "not stopped" not in lines
-    assert done.returncode == 7
+    assert monitor == "monitor running as ray.shutdown starts False"
+    # the command's own lines end it: Ray's teardown prints nothing after them
+    assert "ray's teardown" not in done.stdout + done.stderr
+    assert done.returncode == 7  # the Ctrl-C during the shutdown ended it, with its code
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
 
 
