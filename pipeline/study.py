@@ -38,8 +38,8 @@ from pipeline.execution.progress import Progress
 from pipeline.execution.sweeps import SWEEP_TAG, NothingToResume, Sweep, locate
 from pipeline.results import history, report, store_schema, tracking
 from pipeline.results.sweep_logger import SweepLogger
+from pipeline.search import searchers
 from pipeline.search.schedulers import checkpoints, make_scheduler
-from pipeline.search.searchers import make_search
 from pipeline.search.space import to_tune, trial_count
 
 # The built-in trainable's parts (its data, models, LR stage and trial) import torch: they are
@@ -124,7 +124,7 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
                                   resume_errored=False, storage_filesystem=filesystem)
     s = exp.search
     storage_path, filesystem = storage.tune_location(sweep.storage_path)
-    search_alg, param_space = make_search(s, to_tune(exp, lr_bounds), exp.seed)
+    search_alg, param_space = searchers.make_search(s, to_tune(exp, lr_bounds), exp.seed)
     search_alg, guards = budget.guard(s.budget, search_alg, ctx.pricing)
     # Tune repeats a param_space grid num_samples times, but a Searcher's num_samples counts
     # all its trials: bayes crosses the grid itself, so it gets the total
@@ -185,6 +185,7 @@ def run(exp: Experiment, exp_file: Path | None = None, resume: bool = False,
                 raise NothingToResume(f"--resume: no earlier sweep of {exp.name!r} "
                                       f"({missing})") from None
         exp = with_absolute_paths(exp)  # for trials, which run in folders of their own
+        searchers.import_meanwhile(exp.search)
         with store_schema.built_meanwhile(ctx.tracking_uri):  # kept only if these pass
             init_ray(ctx)
             cluster.check_resources(exp.resources, ctx.autoscaler, ctx.ray_address)

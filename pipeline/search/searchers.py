@@ -1,12 +1,31 @@
 """search.searcher -> the Ray Tune search algorithm, and the param space Tune gets beside it."""
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 from typing import Any
 
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from pipeline.config import Search
 from pipeline.search.space import points_to_configs, trial_count
+
+BAYES_MODULE = "pipeline.search.skopt_search"
+
+
+def import_meanwhile(search: Search) -> None:
+    """Start importing the Bayesian searcher (scikit-optimize and scikit-learn: a second) on a
+    thread, for `make_search` to find loaded: called as Ray starts, which mostly waits on its
+    processes (1 s off every bayes sweep's start here)."""
+    if search.searcher != "bayes":
+        return
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # make_search's own import says what failed
+            importlib.import_module(BAYES_MODULE)
+
+    threading.Thread(target=load, name="searcher-import", daemon=True).start()
 
 
 def make_search(search: Search, space: dict[str, Any],
