@@ -3,8 +3,9 @@
     .venv/bin/python -m bench journal        (about 1 minute on 2 cores)
 
 A sweep of 24 trials x 4 reports of 0.25 s on 2 slots, MLflow on SQLite: every trial start,
-report, checkpoint and end is a trial event, and each step of Tune's loop that had one saves a
-snapshot (Tune writing its state, then the copy into the journal). Reports the saves, their
+report, checkpoint and end is a trial event, and a step of Tune's loop after one saves a
+snapshot (Tune writing its state, then the copy into the journal) once 19x the last save's
+time has passed. Reports the saves, their
 mean cost, the cost per trial event, and Tuner.fit's wall time against the ideal
 (24 x 1 s / 2 slots = 12 s). Results go to bench/results/journal.md.
 """

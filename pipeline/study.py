@@ -139,8 +139,7 @@ def _tuner(exp: Experiment, ctx: SweepContext, sweep: Sweep, trainable: Callable
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem,
-            # the journal first: the callbacks after it send what it has saved
-            callbacks=[journal.Journal(), *callbacks, *guards, *result_files.callbacks()],
+            callbacks=[*callbacks, *guards, *result_files.callbacks()],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=checkpoints(s),
             verbose=0),  # pipeline.execution.progress prints instead
@@ -232,10 +231,12 @@ def _sweep(exp: Experiment, ctx: SweepContext, store: tracking.Store, sweep: Swe
     trials = trial_count(exp.search)
     print(f"Sweep {sweep.name}: {exp.search.searcher} search, {trials} trial(s), results in "
           f"{sweep.path}")
-    logger = SweepLogger(store, sweep.parent_run_id)
+    saver = journal.Journal()
+    logger = SweepLogger(store, sweep.parent_run_id, saver)
     progress = Progress(exp.search.metric, exp.search.mode, list(exp.search.space), trials)
-    tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [logger, progress], lr_bounds,
-                   sweep.restorable)
+    # the journal first: the logger sends what it has saved
+    tuner = _tuner(exp, ctx, sweep, make_trainable(exp, data), [saver, logger, progress],
+                   lr_bounds, sweep.restorable)
     started = time.perf_counter()
     with held_deletions.held():  # until the journal no longer names them
         try:

@@ -1,9 +1,9 @@
 """The Ray Tune callback that keeps MLflow in step with the sweep: a child run per trial, every
 reported metric per epoch, placement tags, the trial's final status.
 
-Updates are queued as plain records and sent at the end of each step of Tune's loop, after
-`pipeline.execution.journal.Journal` (earlier in the callback list) has saved the snapshot that
-includes them. A result that comes with a checkpoint is held until Tune has registered that
+Updates are queued as plain records and sent at the end of a step of Tune's loop at which
+`pipeline.execution.journal.Journal` (earlier in the callback list) has saved every change so
+far: the snapshot that includes them (the journal saves at most every few steps). A result that comes with a checkpoint is held until Tune has registered that
 checkpoint (`on_trial_save`, a step or more later) or the trial finishes: sent earlier, a stop
 in between would make the trial go on from its previous checkpoint and report the same epoch
 twice. A trial that stops or fails first keeps what it held, in the journal's snapshot too: a
@@ -34,6 +34,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from pipeline.execution.journal import Journal
 from pipeline.execution.progress import last_error_line
 from pipeline.results import lineage
 from pipeline.results.tracking import (
@@ -51,8 +52,12 @@ Record = tuple  # ("start", trial_id, name, config) | ("result", ...) | ("end", 
 
 
 class SweepLogger(tune.Callback):
-    def __init__(self, store: Store, parent_run_id: str, flush_timeout_s: float = 120.0):
+    def __init__(self, store: Store, parent_run_id: str, journal: Journal | None = None,
+                 flush_timeout_s: float = 120.0):
+        """`journal`: records wait until it has saved them (pickled with this logger in the
+        run config, so a resumed sweep's pair is the same pair); None: sent at every step."""
         self.store = store
+        self.journal = journal
         self.parent_run_id = parent_run_id
         self.flush_timeout_s = flush_timeout_s
         self.run_ids: dict[str, str] = {}
@@ -152,8 +157,9 @@ class SweepLogger(tune.Callback):
         self._step.append(("end", trial.trial_id, status, error))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        """The journal has saved this step (it comes first): its records may go."""
-        self._release()
+        """Once the journal (it comes first) has saved every change, its records may go."""
+        if self.journal is None or not self.journal.unsaved:
+            self._release()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Mark trials that were stopped midway (a signal) KILLED; wait out an MLflow outage."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pickle
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
+import pyarrow.fs
 from mlflow.tracking import MlflowClient
 
+from pipeline.execution import journal
 from pipeline.results import tracking
 from pipeline.results.sweep_logger import SweepLogger
 
@@ -53,6 +56,29 @@ def test_updates_wait_for_the_end_of_the_step(tmp_path: Path) -> None:
     (run_id,) = tracking.child_run_ids(sweep.store, sweep.parent_run_id).values()
     assert [m.step for m in MlflowClient(sweep.store.uri).get_metric_history(run_id,
                                                                              "score")] == [1]
+
+
+def test_records_wait_until_the_journal_has_saved_them(tmp_path: Path) -> None:
+    """The journal saves every few steps: a step it skipped is not in any snapshot yet, so a
+    kill then would resume without it, and MLflow must not have it either."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = tracking.connect(uri, "log", str(tmp_path))
+    saver = journal.Journal()
+    sweep = SweepLogger(store, store.client.create_run(store.experiment_id).info.run_id, saver)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "experiment_state-s.json").write_text("{}")
+    where = SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(),
+                            experiment_fs_path=str(tmp_path), experiment_driver_staging_path=
+                            str(staging))
+    trial = Trial("a", 0.5)
+    for callback in (saver, sweep):
+        callback.on_trial_start(0, [], trial)
+    end_step(sweep, 1)  # the journal deferred its save
+    assert tracking.child_run_ids(store, sweep.parent_run_id) == {}
+    saver.save(where)
+    end_step(sweep, 2)
+    assert len(tracking.child_run_ids(store, sweep.parent_run_id)) == 1
 
 
 def test_tune_s_loop_does_not_wait_for_mlflow(tmp_path: Path) -> None:
