@@ -5,6 +5,9 @@ a loaded machine never):
 - `checkpoint-drop`: Ray Tune's checkpoint manager has just let go of a surplus checkpoint
   (`num_to_keep`), inside the step that registered a newer one, before the journal's save at
   that step's end.
+- `scheduler-stop-pending`: at the end of a step of Ray Tune's loop (the journal's save
+  included, made at every changed step here) in which a scheduler's STOP or PAUSE waits for
+  the trial's save to land: the scheduler has decided, the trial still runs.
 - `model-upload-cut`: the summary has uploaded the best model's files, not yet marked it READY.
 - `model-version-made`: the summary has registered the model's version, not yet moved the alias.
 - `sigterm-as-fit-starts`: SIGTERM as `Tuner.fit` starts Tune's run: Tune has written the
@@ -28,9 +31,12 @@ import ray._private.services
 import ray._private.worker
 from mlflow.tracking import MlflowClient
 from ray.train._internal.checkpoint_manager import _CheckpointManager
+from ray.tune.execution.tune_controller import TuneController
 from ray.tune.impl import tuner_internal
+from ray.tune.schedulers import TrialScheduler
 
 from pipeline.cli import main
+from pipeline.execution import journal
 from pipeline.results import registry
 from pipeline.training import data as datasets
 
@@ -54,6 +60,15 @@ def die_before_ready(finalize: Callable) -> Callable:
             die()
         return finalize(self, model_id, status, *args, **kwargs)
     return finalize_or_die
+
+
+def die_after_a_step_with_a_stop_pending(step: Callable) -> Callable:
+    def step_then_die(self: TuneController) -> None:
+        step(self)
+        if {TrialScheduler.STOP, TrialScheduler.PAUSE} & set(
+                self._cached_trial_decisions.values()):
+            die()
+    return step_then_die
 
 
 def die_instead(*_, **__) -> None:
@@ -80,6 +95,9 @@ if __name__ == "__main__":
     if moment == "checkpoint-drop":
         _CheckpointManager.register_checkpoint = die_on_a_drop(
             _CheckpointManager.register_checkpoint)
+    elif moment == "scheduler-stop-pending":
+        journal.MAX_SAVE_GAP_S = 0.0  # the worst case: a save at every step that changed
+        TuneController.step = die_after_a_step_with_a_stop_pending(TuneController.step)
     elif moment == "model-upload-cut":
         MlflowClient.finalize_logged_model = die_before_ready(MlflowClient.finalize_logged_model)
     elif moment == "model-version-made":

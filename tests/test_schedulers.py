@@ -355,6 +355,22 @@ def steps_by_x() -> dict[float, int]:
 
 
 @pytest.mark.slow
+def test_a_kill_while_a_median_stop_waits_for_the_trial_s_save_resumes(workdir: Path) -> None:
+    """The median rule stops a trial at a report that carries a checkpoint; Tune carries the
+    stop out once that save lands, a step or more later. A snapshot in between held the rule's
+    decision and the trial still running: resumed, the trial ran again and the rule failed
+    (`assert not self._hard_stop`, found by the soak). Killed right then, the resumed sweep
+    ends as one never stopped."""
+    exp_file = write_experiment(workdir, KILLED_MEDIAN)
+    code, _, err = Cli(workdir, str(exp_file), module="tests.kill_at",
+                       env={"KILL_AT": "scheduler-stop-pending"}).finish(timeout_s=180)
+    assert code == -signal.SIGKILL, err[-3000:]  # it died at the moment, not after the sweep
+    code, _, err = Cli(workdir, str(exp_file), "--resume").finish(timeout_s=180)
+    assert code == 0, err[-3000:]
+    assert steps_by_x() == STEPS_UNSTOPPED
+
+
+@pytest.mark.slow
 def test_a_killed_asha_sweep_keeps_its_rungs(workdir: Path) -> None:
     """Killed once the two trials that set the bar have finished: resumed, ASHA stops the
     same trials as in a sweep never stopped, and no step runs twice."""

@@ -8,7 +8,8 @@ finished trial that Tune then runs again, a running one it forgot) or with a hal
 So, at the end of a step of Tune's loop after a trial started, reported, checkpointed or
 ended (the snapshot grows with the sweep, ~15 KB a trial: 40 ms at 300 trials here, so after
 a save of d seconds the next waits 19 d, at most 2 s: saving takes at most 5% of the loop,
-Tune's own rule for its state, and no record waits on it long):
+Tune's own rule for its state, and no record waits on it long; not while a scheduler's STOP
+or PAUSE waits for a trial's save to land, when the two disagree):
 - `Journal` has Tune write its state to the staging folder (`TuneController.save_to_dir`: Ray
   hands callbacks no controller, so it is found as the caller of the callback), copies those
   files into `journal/<n>/` beside Tune's own and only then points `journal/CURRENT` at them,
@@ -36,6 +37,7 @@ from typing import Any
 
 import pyarrow.fs
 from ray import tune
+from ray.tune.schedulers import TrialScheduler
 
 from pipeline.execution import held_deletions
 from pipeline.search import scheduler_state
@@ -108,6 +110,14 @@ def _controller() -> Any:
     raise RuntimeError("Journal: called from outside Ray Tune's controller")
 
 
+def _decision_pending(controller: Any) -> bool:
+    """A scheduler's STOP or PAUSE that Tune carries out only once the trial's save in flight
+    lands: the scheduler's state has it, the trial's state not yet. Saved then, a resume ran
+    the stopped trial again (the median rule fails on that: `assert not self._hard_stop`)."""
+    return any(decision in (TrialScheduler.STOP, TrialScheduler.PAUSE)
+               for decision in controller._cached_trial_decisions.values())
+
+
 class Journal(tune.Callback):
     """Saves Tune's staged state to the sweep's journal at the end of a step after one that
     changed a trial (see the module doc for how often); `saves` and `save_s` say what that
@@ -171,7 +181,8 @@ class Journal(tune.Callback):
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self._dirty and trials and time.monotonic() >= self._next_save_at:
             controller = _controller()  # its storage: the one whose syncer copies the staging
-            self.save(controller._storage, controller.save_to_dir)
+            if not _decision_pending(controller):
+                self.save(controller._storage, controller.save_to_dir)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """A last save, and what saving cost this session (`stats.json`, read by `make bench`).
