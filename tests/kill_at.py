@@ -33,7 +33,6 @@ from mlflow.tracking import MlflowClient
 from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.impl import tuner_internal
-from ray.tune.schedulers import TrialScheduler
 
 from pipeline.cli import main
 from pipeline.execution import journal
@@ -65,8 +64,7 @@ def die_before_ready(finalize: Callable) -> Callable:
 def die_after_a_step_with_a_stop_pending(step: Callable) -> Callable:
     def step_then_die(self: TuneController) -> None:
         step(self)
-        if {TrialScheduler.STOP, TrialScheduler.PAUSE} & set(
-                self._cached_trial_decisions.values()):
+        if journal._decision_pending(self):
             die()
     return step_then_die
 
