@@ -3,19 +3,20 @@ reported metric per epoch, placement tags, the trial's final status.
 
 Updates are queued as plain records and sent at the end of a step of Tune's loop at which
 `pipeline.execution.journal.Journal` (earlier in the callback list) has saved every change so
-far (it saves at most every few steps), so the snapshot includes them. A result that comes
-with a checkpoint is held until Tune has registered that checkpoint (`on_trial_save`, a step
-or more later) or the trial finishes: sent earlier, a stop in between would make the trial go
-on from its previous checkpoint and report the same epoch twice. A trial that stops or fails
-first keeps what it held, in the journal's snapshot too: a report of the same or an earlier epoch (the trial back at its previous checkpoint, after a
-resume or a retry) replaces it, and the trial's end sends it. That end can come without a new
-report: a scheduler that already acted on the held result (HyperBand halving a bracket at its
-milestone) stops the restored trial at once, and dropping the result there lost that epoch
-from MLflow (found by the soak). The queue and the held results are part of that snapshot
-(`get_state`), so whatever MLflow had not received at a kill is sent again on resume. Sending
-a record twice changes nothing: a run is found by its trial id, and a metric with the same
-step, timestamp and value is stored once. While the tracking server is down the records stay
-queued and are retried every two seconds and at the end, so an outage loses nothing either.
+far (it saves at most every few steps), so the snapshot includes them. A result that comes with
+a checkpoint is held until Tune has registered that checkpoint (`on_trial_save`, a step or more
+later) or the trial finishes: sent earlier, a stop in between would make the trial go on from
+its previous checkpoint and report the same epoch twice. A trial that stops or fails first
+keeps what it held, in the journal's snapshot too: a report of the same or an earlier epoch
+(the trial back at its previous checkpoint, after a resume or a retry) replaces it, and the
+trial's end sends it. That end can come without a new report: a scheduler that already acted on
+the held result (HyperBand halving a bracket at its milestone) stops the restored trial at
+once, and dropping the result there lost that epoch from MLflow (found by the soak). The queue
+and the held results are part of that snapshot (`get_state`), so whatever MLflow had not
+received at a kill is sent again on resume. Sending a record twice changes nothing: a run is
+found by its trial id, and a metric with the same step, timestamp and value is stored once.
+While the tracking server is down the records stay queued and are retried every two seconds and
+at the end, so an outage loses nothing either.
 
 Sending runs on a thread of its own: each MLflow write is a database transaction or an HTTP
 call (20-50 ms on SQLite here, about 0.1 s per trial), and made in Tune's loop they held up
