@@ -1,15 +1,21 @@
 """The journal's snapshots on a real filesystem: complete or not current, and put back whole."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.fs
+import pytest
 from ray.train._internal import checkpoint_manager
 from ray.train._internal.storage import _FilesystemSyncer
 
+from pipeline import study
+from pipeline.config import load
 from pipeline.execution import held_deletions, journal
+
+from ..conftest import tiny_sweep, write_experiment
 
 STATE = {"experiment_state-s1.json": "{trials: 1}", "searcher-state-s1.pkl": "searcher 1",
          "callback-states-s1.pkl": "queue 1"}
@@ -157,3 +163,24 @@ def test_drops_still_held_when_the_sweep_stops_stay_on_storage(tmp_path: Path) -
         pass
     assert old.is_dir() and held_deletions.queued() == 0
     assert checkpoint_manager._delete_fs_path is held_deletions._ray_delete
+
+
+@pytest.mark.slow
+def test_tune_saves_its_state_on_its_own_period_not_after_every_checkpoint(
+        workdir: Path, ray_local, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every epoch checkpoints, and the sweep keeps one checkpoint per trial: Tune then saved
+    its whole state after every checkpoint (12 here), on top of the journal's saves."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    tune_saves = []
+    save_to_dir = TuneController.save_to_dir
+    monkeypatch.setattr(TuneController, "save_to_dir",
+                        lambda self: (tune_saves.append(1), save_to_dir(self))[1])
+    exp_file = write_experiment(workdir, tiny_sweep(
+        "tune-saves", "    train.lr: {loguniform: [0.01, 0.1]}", epochs=4, searcher="random",
+        num_samples=3))
+    study.run(load(exp_file), exp_file, register=False)
+    [stats] = workdir.glob(f"**/{journal.JOURNAL_DIR}/{journal.STATS}")
+    journal_saves = json.loads(stats.read_text())["saves"]
+    # Tune's own: its first save, its last, and its periodic one (every 10 s or more)
+    assert len(tune_saves) - journal_saves <= 4, (len(tune_saves), journal_saves)
