@@ -1,6 +1,7 @@
 """Trainables for the orchestration benchmark: known work, so overhead is what remains."""
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,12 +17,22 @@ def sleep_epochs(config: dict) -> None:
         tune.report({"loss": config["params"]["x"] / (epoch + 1)})
 
 
+def sleep_checkpoints(config: dict) -> None:
+    """sleep_epochs with a (tiny) checkpoint at every report, as the built-in trial has."""
+    for epoch in range(config["params"]["epochs"]):
+        time.sleep(config["params"]["epoch_s"])
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "epoch").write_text(str(epoch + 1))
+            tune.report({"loss": config["params"]["x"] / (epoch + 1)},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def sleep_sweep(name: str, folder: Path, trials: int, epochs: int, epoch_s: float,
-                slots: int) -> Experiment:
-    """A random search of `trials` sleep_epochs trials, `slots` at a time, MLflow and Ray's
-    results in `folder`."""
+                slots: int, trainable: str = "sleep_epochs") -> Experiment:
+    """A random search of `trials` sleep_epochs (or `trainable`) trials, `slots` at a time,
+    MLflow and Ray's results in `folder`."""
     return Experiment.model_validate({
-        "name": name, "trainable": "bench.trainables:sleep_epochs",
+        "name": name, "trainable": f"bench.trainables:{trainable}",
         "params": {"x": 1.0, "epochs": epochs, "epoch_s": epoch_s},
         "search": {"searcher": "random", "metric": "loss", "mode": "min",
                    "num_samples": trials, "max_concurrent": slots,
