@@ -18,7 +18,9 @@ or PAUSE waits for a trial's save to land, when the two disagree):
 - callbacks after it in the list (the MLflow logger) send what they queued only then, so
   everything MLflow shows is in the journal, and what MLflow may lack (the logger's queue is
   part of the snapshot) is replayed on resume;
-- `restore` puts the journal's snapshot back in place before `Tuner.restore` reads it;
+- `restore` puts the journal's snapshot back in place before `Tuner.restore` reads it, so
+  Tune's own saves are not what a resume reads: the one it adds after every trial checkpoint
+  (with `num_to_keep`) is turned off, and its periodic one is left;
 - the scheduler's state, which Tune does not save, is saved with the callbacks' state
   (`get_state`) and given back on restore: HyperBand's brackets before the restored trials
   reach it (`set_state`, `search.hyperband`), the other schedulers' decisions once they are
