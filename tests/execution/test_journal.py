@@ -15,7 +15,7 @@ from pipeline import study
 from pipeline.config import load
 from pipeline.execution import held_deletions, journal
 
-from ..conftest import tiny_sweep, write_experiment
+from ..conftest import write_experiment
 
 STATE = {"experiment_state-s1.json": "{trials: 1}", "searcher-state-s1.pkl": "searcher 1",
          "callback-states-s1.pkl": "queue 1"}
@@ -168,7 +168,7 @@ def test_drops_still_held_when_the_sweep_stops_stay_on_storage(tmp_path: Path) -
 @pytest.mark.slow
 def test_tune_saves_its_state_on_its_own_period_not_after_every_checkpoint(
         workdir: Path, ray_local, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every epoch checkpoints, and the sweep keeps one checkpoint per trial: Tune then saved
+    """Every step checkpoints, and the sweep keeps one checkpoint per trial: Tune then saved
     its whole state after every checkpoint (12 here), on top of the journal's saves."""
     from ray.tune.execution.tune_controller import TuneController
 
@@ -176,9 +176,17 @@ def test_tune_saves_its_state_on_its_own_period_not_after_every_checkpoint(
     save_to_dir = TuneController.save_to_dir
     monkeypatch.setattr(TuneController, "save_to_dir",
                         lambda self: (tune_saves.append(1), save_to_dir(self))[1])
-    exp_file = write_experiment(workdir, tiny_sweep(
-        "tune-saves", "    train.lr: {loguniform: [0.01, 0.1]}", epochs=4, searcher="random",
-        num_samples=3))
+    exp_file = write_experiment(workdir, """
+name: tune-saves
+trainable: tests.trainables:slow_steps
+params: {steps: 4, step_s: 0.05}
+search:
+  searcher: random
+  metric: score
+  num_samples: 3
+  space:
+    params.x: {uniform: [0.0, 1.0]}
+""")
     study.run(load(exp_file), exp_file, register=False)
     [stats] = workdir.glob(f"**/{journal.JOURNAL_DIR}/{journal.STATS}")
     journal_saves = json.loads(stats.read_text())["saves"]
