@@ -27,10 +27,10 @@ from pipeline import study
 from pipeline.execution.journal import JOURNAL_DIR, STATS
 
 RESULTS = Path(__file__).parent / "results" / "journal.md"
-SWEEPS = {  # name: (trials, reports, seconds a report, slots, trainable)
-    "reports only": (24, 4, 0.25, 2, "sleep_epochs"),
-    "a checkpoint at every report": (120, 5, 0.1, 4, "sleep_checkpoints"),
-}
+SWEEPS = [  # (trials, reports, seconds a report, slots, trainable)
+    (24, 4, 0.25, 2, "sleep_epochs"),  # reports only
+    (120, 5, 0.1, 4, "sleep_checkpoints"),  # a checkpoint at every report
+]
 
 
 def _sweep(folder: Path, trials: int, reports: int, report_s: float, slots: int,
@@ -66,7 +66,7 @@ def _sweep(folder: Path, trials: int, reports: int, report_s: float, slots: int,
 
 def main() -> None:
     rows = []
-    for name, shape in SWEEPS.items():
+    for shape in SWEEPS:
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(_sweep(Path(tmp), *shape))
     lines = [
