@@ -1,6 +1,6 @@
 """What the sweep's journal costs (pipeline/execution/journal.py), through the real pipeline.
 
-    .venv/bin/python -m bench journal        (about 2 minutes on 2 cores)
+    .venv/bin/python -m bench journal        (about 1 minute on 2 cores)
 
 Two sweeps, MLflow on SQLite: 24 trials x 4 reports of 0.25 s on 2 slots (every trial start,
 report and end is a trial event, and a step of Tune's loop after one saves a snapshot once
