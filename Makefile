@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXP ?= experiments/digits.yaml
 ARGS ?=
+# Tests run in two pytest-xdist workers: one worker's end-to-end sweeps leave the second core
+# idle ~40% of the time on a 2-core machine. TEST_WORKERS=0: one process (e.g. for ARGS=-s).
+TEST_WORKERS ?= 2
+PYTEST_WORKERS = -n $(TEST_WORKERS) --dist worksteal
 PORT ?= 5000
 MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 # CLUSTER=aws|local runs on the Ray cluster of cluster/$(CLUSTER).yaml; empty: on this machine.
@@ -75,11 +79,11 @@ browser-deps: ## install chromium + chromium-driver (Debian) for the browser tes
 	    apt-get install -y -qq chromium chromium-driver; } > $(VENV)/browser-deps.log 2>&1 \
 	  || echo "warning: could not install chromium (see $(VENV)/browser-deps.log); the browser test will be skipped"; }
 
-test: install browser-deps ## run the whole test suite (slow end-to-end sweeps included)
-	$(PY) -m pytest -q $(ARGS)
+test: install browser-deps ## run the whole test suite (slow end-to-end sweeps included); TEST_WORKERS=0 runs it in one process
+	$(PY) -m pytest -q $(PYTEST_WORKERS) $(ARGS)
 
 test-fast: install ## the tests without the slow end-to-end sweeps
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_WORKERS) $(ARGS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	@echo "Installing the benchmark extra (Optuna, a baseline) into $(VENV)..."
