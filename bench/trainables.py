@@ -27,6 +27,23 @@ def sleep_checkpoints(config: dict) -> None:
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+def sleep_population(config: dict) -> None:
+    """sleep_checkpoints for PBT: goes on from its (or a cloned) checkpoint, and each
+    checkpoint carries `checkpoint_mb` of payload, as a model's weights would."""
+    params, checkpoint, done = config["params"], tune.get_checkpoint(), 0
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            done = int((Path(folder) / "epoch").read_text())
+    payload = bytes(int(params.get("checkpoint_mb", 0) * 2**20))
+    for epoch in range(done, params["epochs"]):
+        time.sleep(params["epoch_s"])
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "epoch").write_text(str(epoch + 1))
+            (Path(folder) / "weights").write_bytes(payload)
+            tune.report({"loss": params["x"] / (epoch + 1)},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def sleep_sweep(name: str, folder: Path, trials: int, epochs: int, epoch_s: float,
                 slots: int, trainable: str = "sleep_epochs") -> Experiment:
     """A random search of `trials` sleep_epochs (or `trainable`) trials, `slots` at a time,

@@ -130,11 +130,14 @@ class Journal(tune.Callback):
         self._next_save_at = 0.0  # time.monotonic()
         self._scheduler_to_load: bytes | None = None
         self._sequence = 0
+        self._deferred_since: float | None = None  # time.monotonic(): a due save waits
         self.saves = 0
         self.save_s = 0.0
+        self.deferred_max_s = 0.0  # the longest a due save waited on a pending decision
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_dirty": False, "saves": 0, "save_s": 0.0,
+                "deferred_max_s": 0.0, "_deferred_since": None,
                 "_scheduler_to_load": None, "_next_save_at": 0.0}
 
     @property
@@ -192,6 +195,8 @@ class Journal(tune.Callback):
             controller = _controller()  # its storage: the one whose syncer copies the staging
             if not _decision_pending(controller):
                 self.save(controller._storage, controller.save_to_dir)
+            elif self._deferred_since is None:
+                self._deferred_since = time.monotonic()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """A last save, and what saving cost this session (`stats.json`, read by `make bench`).
@@ -200,7 +205,8 @@ class Journal(tune.Callback):
         if not trials:
             return
         self.save(trials[0].storage)
-        stats = {"saves": self.saves, "save_s": self.save_s, "trials": len(trials)}
+        stats = {"saves": self.saves, "save_s": self.save_s, "trials": len(trials),
+                 "deferred_max_s": self.deferred_max_s}
         storage = trials[0].storage
         _write(storage.storage_filesystem,
                f"{storage.experiment_fs_path}/{JOURNAL_DIR}/{STATS}",
@@ -238,6 +244,10 @@ class Journal(tune.Callback):
                 break
             fs.delete_dir(old_folder)
         self._dirty = False
+        if self._deferred_since is not None:
+            self.deferred_max_s = max(self.deferred_max_s,
+                                      time.monotonic() - self._deferred_since)
+            self._deferred_since = None
         self.saves += 1
         took_s = time.perf_counter() - started
         self.save_s += took_s

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -67,6 +68,19 @@ def test_after_a_save_the_next_waits_nineteen_times_as_long(tmp_path: Path) -> N
     assert 1.5 < gap_s <= journal.MAX_SAVE_GAP_S
     saver.save(where)  # the sweep's end saves whatever waits
     assert not saver.unsaved and saver.saves == 2
+
+
+def test_a_save_that_waited_on_a_pending_decision_records_how_long(tmp_path: Path) -> None:
+    """`make bench ARGS=journal` reports the longest wait (a PBT population on few slots has
+    a PAUSE pending after nearly every report); a resumed sweep starts its own count."""
+    where, saver = storage(tmp_path), journal.Journal()
+    stage(where, STATE)
+    saver._deferred_since = time.monotonic() - 0.5  # on_step_end: due, a decision pending
+    saver.save(where)
+    assert saver.deferred_max_s >= 0.5 and saver._deferred_since is None
+    saver.save(where)  # not deferred: the longest stays
+    assert 0.5 <= saver.deferred_max_s < 1.0
+    assert pickle.loads(pickle.dumps(saver)).deferred_max_s == 0.0
 
 
 def test_restore_puts_the_current_snapshot_in_place_of_tunes_files(tmp_path: Path) -> None:

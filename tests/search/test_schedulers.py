@@ -2,16 +2,26 @@
 from search.space (lr_range included) and stay inside it."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import (
     HyperBandScheduler,
     MedianStoppingRule,
     PopulationBasedTraining,
 )
+from ray.tune.schedulers.pbt import _PBTTrialState
 from ray.tune.search.sample import Float
 
 from pipeline.config import Experiment, mutable_paths
-from pipeline.search.schedulers import KeepInside, checkpoints, make_scheduler, pbt_mutations
+from pipeline.search.schedulers import (
+    KeepInside,
+    TurnTakingPBT,
+    checkpoints,
+    make_scheduler,
+    pbt_mutations,
+)
 
 SPACE = {"train.lr": "lr_range", "train.momentum": {"uniform": [0.8, 0.99]},
          "model.dropout": {"choice": [0.0, 0.1, 0.2]}, "model.hidden": {"choice": [8, 16]}}
@@ -71,3 +81,54 @@ def test_pbt_keeps_every_checkpoint_for_the_clones() -> None:
     assert checkpoints(_exp("pbt").search).num_to_keep is None
     kept = checkpoints(_exp("hyperband").search)
     assert (kept.num_to_keep, kept.checkpoint_score_attribute) == (1, "val_loss")
+
+
+def _population(statuses: str) -> tuple[TurnTakingPBT, SimpleNamespace, list[Trial]]:
+    """Members in order of epochs trained (the first least): R running, P paused, L in line
+    (PENDING: named to run, waiting for a worker)."""
+    pbt = TurnTakingPBT(time_attr="it", metric="score", mode="max",
+                        hyperparam_mutations={"x": [1, 2]})
+    members = [Trial("__fake", config={}, stub=True, trial_id=str(i))
+               for i in range(len(statuses))]
+    for epochs, (member, status) in enumerate(zip(members, statuses)):
+        member.status = {"R": Trial.RUNNING, "P": Trial.PAUSED, "L": Trial.PENDING}[status]
+        pbt._trial_state[member] = _PBTTrialState(member)
+        pbt._trial_state[member].last_train_time = epochs
+    return pbt, SimpleNamespace(get_trials=lambda: members), members
+
+
+def test_pbt_keeps_a_member_in_line_for_every_slot() -> None:
+    """Tune keeps a paused member's worker only for one in line, and puts in line only the
+    member the scheduler names, one per step: Ray's PBT named the least-trained again while it
+    waited, so the workers of others that paused were stopped and restarted."""
+    pbt, controller, members = _population("LPPPPRRRR")
+    pbt._slots = 4  # seen running at once
+    assert PopulationBasedTraining.choose_trial_to_run(pbt, controller) is members[0]
+    assert pbt.choose_trial_to_run(controller) is members[1]  # the least-trained paused
+    pbt, controller, members = _population("LLLLPPPRRR")
+    pbt._slots = 4
+    assert pbt.choose_trial_to_run(controller) is members[0]  # one in line a slot: the first
+
+
+def test_a_freed_worker_goes_to_the_least_trained_member() -> None:
+    """Named, a member takes a free worker at once: staging another then would put a more
+    trained member ahead of those in line (a never-started member waited past exploits)."""
+    pbt, controller, members = _population("LPPRRR")
+    pbt._slots, pbt._running = 4, 4  # one of four running paused since the last step
+    assert pbt.choose_trial_to_run(controller) is members[0]
+    assert pbt.choose_trial_to_run(controller) is members[1]  # nothing freed since: stage one
+
+
+def test_a_member_that_just_paused_does_not_take_its_worker_back_from_those_in_line() -> None:
+    pbt, controller, members = _population("LLRRP")  # members[4] trained most, just paused
+    pbt._slots = 4
+    assert pbt.choose_trial_to_run(controller) is members[0]
+    pbt, controller, members = _population("RRRP")  # none waits: it goes on
+    assert pbt.choose_trial_to_run(controller) is members[3]
+
+
+def test_synchronous_pbt_chooses_as_ray_s_does() -> None:
+    pbt, controller, members = _population("LPPRR")
+    pbt._synch = True
+    pbt._next_perturbation_sync = 10
+    assert pbt.choose_trial_to_run(controller) is members[0]
