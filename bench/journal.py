@@ -28,20 +28,21 @@ from pipeline import study
 from pipeline.execution.journal import JOURNAL_DIR, STATS
 
 RESULTS = Path(__file__).parent / "results" / "journal.md"
-SWEEPS = [  # (trials, reports, seconds a report, slots, trainable)
-    (24, 4, 0.25, 2, "sleep_epochs"),  # reports only
-    (120, 5, 0.1, 4, "sleep_checkpoints"),  # a checkpoint at every report
-    # PBT with more members than slots: after every report of every trial a PAUSE (to yield
-    # the slot) or an exploit waits on that trial's save of 4 MB, so one is nearly always
-    # pending, and the journal does not save while one is
-    (16, 8, 0.2, 4, "sleep_population"),
-]
+# PBT with more members than slots: after every report of every trial a PAUSE (to yield the
+# slot) or an exploit waits on that trial's save of 4 MB, so one is nearly always pending,
+# and the journal does not save while one is
 POPULATION = {"search.scheduler": "pbt", "search.pbt.perturbation_interval": 1,
-              "search.pbt.quantile_fraction": 0.5, "params.checkpoint_mb": 4}
+              "search.pbt.quantile_fraction": 0.5, "params.checkpoint_mb": 4,
+              "train.epochs": 8}
+SWEEPS = [  # (trials, reports, seconds a report, slots, trainable, other values)
+    (24, 4, 0.25, 2, "sleep_epochs", {}),  # reports only
+    (120, 5, 0.1, 4, "sleep_checkpoints", {}),  # a checkpoint at every report
+    (16, 8, 0.2, 4, "sleep_checkpoints", POPULATION),
+]
 
 
 def _sweep(folder: Path, trials: int, reports: int, report_s: float, slots: int,
-           trainable: str) -> str:
+           trainable: str, values: dict) -> str:
     """One sweep's table row."""
     tune_saves: list[float] = []  # Tune's own, not the journal's (which calls it too)
     save_to_dir = TuneController.save_to_dir
@@ -55,8 +56,7 @@ def _sweep(folder: Path, trials: int, reports: int, report_s: float, slots: int,
     exp = sleep_sweep("bench-journal", folder, trials, reports, report_s, slots, trainable)
     # `slots` trials at once on any machine (the sleeps need no CPU)
     exp = exp.with_values({"resources.cpu": min(1.0, (os.cpu_count() or 1) / slots),
-                           **(POPULATION | {"train.epochs": reports}
-                              if trainable == "sleep_population" else {})})
+                           **values})
     TuneController.save_to_dir = timed  # counted, not changed
     try:
         outcome = study.run(exp, register=False)
@@ -67,7 +67,8 @@ def _sweep(folder: Path, trials: int, reports: int, report_s: float, slots: int,
     events = trials * (reports + 2)  # a start, the reports and an end per trial
     ideal_s = trials * reports * report_s / slots
     mean_ms = 1000 * stats["save_s"] / max(1, stats["saves"])
-    return (f"| {trials} x {reports} x {report_s} s, {slots} slots, {trainable} | "
+    kind = f"{trainable}, pbt" if values.get("search.scheduler") == "pbt" else trainable
+    return (f"| {trials} x {reports} x {report_s} s, {slots} slots, {kind} | "
             f"{stats['saves']} | {mean_ms:.2f} ms | {1000 * stats['save_s'] / events:.2f} ms | "
             f"{len(tune_saves)} ({sum(tune_saves):.1f} s) | "
             f"{stats['deferred_max_s']:.2f} s | "

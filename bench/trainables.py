@@ -18,18 +18,9 @@ def sleep_epochs(config: dict) -> None:
 
 
 def sleep_checkpoints(config: dict) -> None:
-    """sleep_epochs with a (tiny) checkpoint at every report, as the built-in trial has."""
-    for epoch in range(config["params"]["epochs"]):
-        time.sleep(config["params"]["epoch_s"])
-        with tempfile.TemporaryDirectory() as folder:
-            (Path(folder) / "epoch").write_text(str(epoch + 1))
-            tune.report({"loss": config["params"]["x"] / (epoch + 1)},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
-
-
-def sleep_population(config: dict) -> None:
-    """sleep_checkpoints for PBT: goes on from its (or a cloned) checkpoint, and each
-    checkpoint carries `checkpoint_mb` of payload, as a model's weights would."""
+    """sleep_epochs with a checkpoint at every report, as the built-in trial has, carrying
+    `checkpoint_mb` of payload (0: a tiny one) as a model's weights would; it goes on from
+    its checkpoint (or, under PBT, a cloned one)."""
     params, checkpoint, done = config["params"], tune.get_checkpoint(), 0
     if checkpoint:
         with checkpoint.as_directory() as folder:

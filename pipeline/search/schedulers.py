@@ -66,12 +66,17 @@ class TurnTakingPBT(PopulationBasedTraining):
     paused member's worker for reuse only while a member is in line for it; otherwise it
     stops that worker and starts another later. Ray's PBT names the least-trained member,
     which stays the one in line until it runs, so workers were stopped and restarted and most
-    of a 16-member sweep on 4 slots ran on one (`make bench ARGS=journal`: 41-48 s; 12-15 s
+    of a 16-member sweep on 4 slots ran on one (`make bench ARGS=journal`: 41-48 s; 12-17 s
     with this). So: when a worker has freed since the last step, the least-trained member
     (Ray's choice, it takes that worker); otherwise one more paused member in line, least-
     trained first, up to one per slot, so the next workers to free are kept. A member that
     just paused is not put back in line while others wait in it (it took its own worker
     back). Synch mode: Ray's."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._running = 0  # members running at the last call
+        self._slots = 1  # the most seen running at once (fewer run while workers restart)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         if self._synch:
@@ -82,10 +87,8 @@ class TurnTakingPBT(PopulationBasedTraining):
         in_line = sum(t.status == Trial.PENDING for t in waiting)
         paused = [t for t in waiting if t.status == Trial.PAUSED]
         running = sum(t.status == Trial.RUNNING for t in trials)
-        freed = running < getattr(self, "_running", 0)
-        self._running = running
-        # the most members seen running at once: the slots (fewer run while workers restart)
-        self._slots = max(getattr(self, "_slots", 1), running)
+        freed, self._running = running < self._running, running
+        self._slots = max(self._slots, running)
         if (not freed and paused and in_line < self._slots
                 and (len(paused) > 1 or not in_line)):
             return paused[0]
