@@ -69,10 +69,12 @@ def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
     data = study.load_checked(exp)
     ctx = context.resolve(exp)
     store = tracking.connect(ctx.tracking_uri, ctx.mlflow_experiment, ctx.storage_path)
-    run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
-                                     tags={"pipeline.kind": "lr-find"}).info.run_id
-    # a stop (Ctrl-C, SIGTERM, SIGHUP) or a failure closes the run: it was left RUNNING
-    with stopping.signals_interrupt():
+    # a stop (Ctrl-C, SIGTERM, SIGHUP) or a failure closes the run: it was left RUNNING. Ours
+    # from before the run exists (a stop as it appeared went to the default handler), and
+    # one Python dropped in a finaliser is raised after the test (it ran on to its end)
+    with stopping.signals_interrupt() as signals:
+        run_id = store.client.create_run(store.experiment_id, run_name=f"lr-find-{exp.name}",
+                                         tags={"pipeline.kind": "lr-find"}).info.run_id
         try:
             tracking.log_params(store.client, run_id, tracking.safe_params(
                 exp.model_dump(mode="json", include={"data", "model", "train",
@@ -82,6 +84,7 @@ def find_lr(exp: Experiment, out_dir: Path = Path("lr_find")) -> Any:
             folder = out_dir / exp.name
             folder.mkdir(parents=True, exist_ok=True)
             paths = report.log_lr_range(store, run_id, curve, suggestion, folder)
+            stopping.raise_if_stopped(signals)
         except KeyboardInterrupt as stop:
             tracking.close_sweep(store, run_id, "KILLED")
             raise stopping.Interrupted(f"lr-find stopped; its MLflow run {run_id} is KILLED",
